@@ -1,0 +1,62 @@
+# csae-referrals: `make run` runs the whole pipeline locally; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install up down run test test-unit lint format bench schemas
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python python3.11
+	touch $@
+
+install: $(VENV)/.synced ## Install the locked Python dependencies into .venv
+
+up: install ## Start local Kafka and PostgreSQL (idempotent) and migrate the database
+	deploy/local/kafka.sh start
+	deploy/local/postgres.sh start
+	$(BIN)/csae db upgrade
+	$(BIN)/csae topics create
+
+down: ## Stop the Kafka and PostgreSQL that `make up` started
+	deploy/local/kafka.sh stop
+	deploy/local/postgres.sh stop
+
+run: install ## Run the whole pipeline with the sample flags; Ctrl-C stops everything it started
+	deploy/local/run.sh
+
+test: install ## Start Kafka and PostgreSQL, run every test, stop what was started
+	deploy/local/with-infra.sh $(BIN)/pytest
+
+test-unit: install ## Run the unit tests only (no servers)
+	$(BIN)/pytest tests/unit
+
+lint: install ## ruff format check, ruff lint, mypy --strict
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas services tests
+
+format: install ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: install ## Regenerate the JSON Schema files in schemas/json
+	$(BIN)/csae schemas export
+
+bench: install ## Run the benchmarks (not part of make test)
+	$(BIN)/python -m benchmarks

@@ -1,0 +1,45 @@
+"""The base of every contract model and the bounded field types they share."""
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from schemas.media import embedded_media
+
+
+def _no_media(value: str) -> str:
+    reason = embedded_media(value)
+    if reason is not None:
+        raise ValueError(f"looks like embedded media ({reason}); contracts carry metadata only")
+    return value
+
+
+def _bounded(max_length: int, pattern: str | None = None) -> object:
+    return StringConstraints(min_length=1, max_length=max_length, pattern=pattern)
+
+
+Identifier = Annotated[
+    str, _bounded(128, r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]*$"), AfterValidator(_no_media)
+]
+"""An opaque identifier issued by a platform or a classifier (account ids, content ids)."""
+
+Label = Annotated[str, _bounded(64, r"^[a-z0-9][a-z0-9_.:-]*$")]
+"""A machine label such as a classifier class or a hash-list name."""
+
+ShortText = Annotated[str, _bounded(256), AfterValidator(_no_media)]
+"""A short human-readable value (a username, a service name); never free text about content."""
+
+Url = Annotated[str, _bounded(2048, r"^https?://[^\s]+$"), AfterValidator(_no_media)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+"""ISO 3166-1 alpha-2, upper case."""
+
+PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")]
+"""The outward code of a UK postcode (e.g. `M1`, `SW1A`), never a full postcode."""
+
+HexDigest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]+$", max_length=128)]
+
+
+class Contract(BaseModel):
+    """A versioned message or document: frozen, closed to unknown fields, bounded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)

@@ -1,0 +1,156 @@
+"""`ModerationFlag` v1: what an upstream classifier publishes on `csae.flags.v1`."""
+
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from schemas.base import (
+    Contract,
+    CountryCode,
+    HexDigest,
+    Identifier,
+    Label,
+    PostcodeDistrict,
+    ShortText,
+    Url,
+)
+
+
+class SourceKind(StrEnum):
+    HASH_MATCH = "hash_match"
+    CLASSIFIER = "classifier"
+    USER_REPORT = "user_report"
+    MODERATOR = "moderator"
+
+
+class SignalCategory(StrEnum):
+    GROOMING = "grooming"
+    COERCION = "coercion"
+    IIOC = "iioc"
+    SAFETY = "safety"
+    SELF_HARM = "self_harm"
+    OTHER = "other"
+
+
+class MediaType(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    TEXT = "text"
+    LIVESTREAM = "livestream"
+    OTHER = "other"
+
+
+class AgeBand(StrEnum):
+    UNDER_13 = "under_13"
+    AGE_13_15 = "13_15"
+    AGE_16_17 = "16_17"
+    UNKNOWN = "unknown"
+
+
+IpAddress = IPv4Address | IPv6Address
+
+
+class Source(Contract):
+    """The system that raised the flag."""
+
+    system: Label
+    version: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")
+    ]
+    kind: SourceKind
+
+
+class Platform(Contract):
+    """The reporting organisation and the service the content was found on."""
+
+    org_id: Identifier
+    service: Label
+    country: CountryCode
+
+
+class HashMatch(Contract):
+    """A match of the content against a hash list."""
+
+    list: Label
+    match: Literal["exact", "perceptual"]
+    distance: int | None = Field(default=None, ge=0, le=1024)
+    external: bool = True
+    """Whether the list is shared across platforms (e.g. the IWF list), not the platform's own."""
+
+
+class Signal(Contract):
+    """One finding of the source about the flagged activity."""
+
+    category: SignalCategory
+    label: Label
+    confidence: float = Field(ge=0.0, le=1.0)
+    immediate_danger: bool = False
+    hash_match: HashMatch | None = None
+    shared_externally: bool | None = None
+
+
+class ContentHashes(Contract):
+    md5: Annotated[HexDigest, StringConstraints(min_length=32, max_length=32)] | None = None
+    sha1: Annotated[HexDigest, StringConstraints(min_length=40, max_length=40)] | None = None
+    sha256: Annotated[HexDigest, StringConstraints(min_length=64, max_length=64)] | None = None
+    pdq: Annotated[HexDigest, StringConstraints(min_length=64, max_length=64)] | None = None
+    photodna: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9+/=,]+$")
+        ]
+        | None
+    ) = None
+
+
+class ContentRef(Contract):
+    """A reference to a piece of content: identifiers and hashes, never the bytes."""
+
+    content_id: Identifier
+    media_type: MediaType
+    url: Url | None = None
+    public: bool | None = None
+    """Whether the URL can be reached without an account on the platform."""
+    hashes: ContentHashes = ContentHashes()
+    uploaded_at: AwareDatetime | None = None
+    uploader_ip: IpAddress | None = None
+
+
+class Subject(Contract):
+    """The account reported."""
+
+    account_id: Identifier
+    username: ShortText | None = None
+    ips: list[IpAddress] = Field(default_factory=list, max_length=32)
+    country: CountryCode | None = None
+
+
+class Location(Contract):
+    country: CountryCode
+    postcode_district: PostcodeDistrict | None = None
+    force_id: Label | None = None
+
+
+class Child(Contract):
+    """A child at risk, when known."""
+
+    account_id: Identifier | None = None
+    age_band: AgeBand | None = None
+    location: Location | None = None
+
+
+class ModerationFlag(Contract):
+    """A flag raised by an upstream system about suspected CSAE on a platform."""
+
+    schema_version: Literal[1]
+    flag_id: UUID
+    detected_at: AwareDatetime
+    published_at: AwareDatetime
+    source: Source
+    platform: Platform
+    signals: list[Signal] = Field(min_length=1, max_length=32)
+    content: list[ContentRef] = Field(default_factory=list, max_length=64)
+    subject: Subject
+    child: Child | None = None

@@ -1,0 +1,119 @@
+"""Case packets: what a person sends to the police or the IWF. Typed metadata only.
+
+No field here can hold content: every string is an identifier, a label, a URL, a hash or a
+sentence written by this service.
+"""
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from schemas.base import Contract, CountryCode, Identifier, Label, PostcodeDistrict, ShortText, Url
+from schemas.flag import AgeBand, ContentHashes, IpAddress, MediaType
+from schemas.referral import Criterion, FiredRule, Priority
+
+NO_IMAGES_STATEMENT = (
+    "No images or other content are attached to this referral. The reporting organisation has "
+    "preserved the content and will provide it to law enforcement on lawful request to the "
+    "safeguarding contact below, quoting the case id."
+)
+
+
+class Authority(Contract):
+    """Who receives the referral and how to reach them."""
+
+    kind: Literal["police", "iwf", "intl"]
+    id: Label
+    name: ShortText
+    phone: ShortText | None = None
+    website: Url | None = None
+    instruction: ShortText
+
+
+class Organisation(Contract):
+    org_id: Identifier
+    name: ShortText
+    safeguarding_contact: ShortText
+    safeguarding_email: ShortText | None = None
+
+
+class ContentReference(Contract):
+    content_id: Identifier
+    media_type: MediaType
+    url: Url | None = None
+    public: bool | None = None
+    hashes: ContentHashes
+    uploaded_at: AwareDatetime | None = None
+    uploader_ip: IpAddress | None = None
+    flag_id: UUID
+
+
+class TimelineEntry(Contract):
+    at: AwareDatetime
+    flag_id: UUID
+    source: Label
+    source_kind: Label
+    criteria: list[Criterion] = Field(max_length=4)
+    priority: Priority
+
+
+class SubjectIdentifiers(Contract):
+    account_id: Identifier
+    username: ShortText | None = None
+    ips: list[IpAddress] = Field(default_factory=list, max_length=64)
+    country: CountryCode | None = None
+
+
+class ChildKnown(Contract):
+    account_id: Identifier | None = None
+    age_band: AgeBand | None = None
+    country: CountryCode | None = None
+    postcode_district: PostcodeDistrict | None = None
+
+
+class PolicePacket(Contract):
+    """A referral to a UK police force (or, outside the UK, the country's own mechanism)."""
+
+    kind: Literal["police"] = "police"
+    case_id: UUID
+    version: int = Field(ge=1)
+    built_at: AwareDatetime
+    authority: Authority
+    organisation: Organisation
+    priority: Priority
+    summary: str = Field(max_length=1024)
+    criteria: list[Criterion] = Field(max_length=4)
+    rules: list[FiredRule] = Field(max_length=256)
+    timeline: list[TimelineEntry] = Field(max_length=1024)
+    subject: SubjectIdentifiers
+    children: list[ChildKnown] = Field(max_length=64)
+    content: list[ContentReference] = Field(max_length=4096)
+    no_images_attached: str = NO_IMAGES_STATEMENT
+
+
+class IwfItem(Contract):
+    content_id: Identifier
+    media_type: MediaType
+    url: Url | None = None
+    publicly_reachable: bool | None = None
+    hashes: ContentHashes
+    first_seen_at: AwareDatetime
+    hash_lists: list[Label] = Field(max_length=16)
+
+
+class IwfPacket(Contract):
+    """A report to the IWF of images that may be shared beyond the platform."""
+
+    kind: Literal["iwf"] = "iwf"
+    case_id: UUID
+    version: int = Field(ge=1)
+    built_at: AwareDatetime
+    authority: Authority
+    organisation: Organisation
+    priority: Priority
+    items: list[IwfItem] = Field(max_length=4096)
+    no_images_attached: str = NO_IMAGES_STATEMENT
+
+
+Packet = PolicePacket | IwfPacket

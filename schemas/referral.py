@@ -1,0 +1,173 @@
+"""`ReferralTask` and `Decision` v1: what the router emits for every flag it reads."""
+
+from enum import StrEnum
+from typing import Literal, Self
+from uuid import UUID, uuid5
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.base import Contract, CountryCode, Label
+from schemas.flag import ModerationFlag
+
+TASK_NAMESPACE = UUID("6f1c2f64-3a5e-4c4b-9d7e-2b1f0c8a9e51")
+
+
+class Criterion(StrEnum):
+    """The UK reporting criteria."""
+
+    GROOMING = "grooming"
+    COERCION = "coercion"
+    IIOC = "iioc"
+    SAFETY = "safety"
+
+
+class Priority(StrEnum):
+    """P0 is immediate danger (call 999 now); P3 is the least urgent referral."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+
+class Outcome(StrEnum):
+    REFER = "refer"
+    REVIEW = "review"
+    NONE = "none"
+
+
+class DestinationKind(StrEnum):
+    POLICE = "police"
+    IWF = "iwf"
+    INTL = "intl"
+
+
+class FiredRule(Contract):
+    """A policy rule that matched the flag, and why."""
+
+    rule_id: Label
+    mode: Literal["active", "shadow"]
+    outcome: Literal["refer", "review"]
+    priority: Priority
+    criteria: list[Criterion] = Field(max_length=4)
+    matched: list[str] = Field(max_length=16)
+    """The conditions that held, in words (e.g. `signal[0].category == iioc`)."""
+
+
+class Destination(Contract):
+    """Where a referral goes: a UK police force, the IWF, or another country's mechanism."""
+
+    kind: DestinationKind
+    force_id: Label | None = None
+    mechanism: Label | None = None
+    country: CountryCode | None = None
+
+    @model_validator(mode="after")
+    def _addressed(self) -> Self:
+        if self.kind is DestinationKind.POLICE and self.force_id is None:
+            raise ValueError("a police destination needs a force_id")
+        if self.kind is DestinationKind.INTL and (self.mechanism is None or self.country is None):
+            raise ValueError("an intl destination needs a mechanism and a country")
+        return self
+
+    @property
+    def key(self) -> str:
+        """A stable name for the destination, e.g. `police:kent` or `intl:US:ncmec_cybertipline`."""
+        match self.kind:
+            case DestinationKind.POLICE:
+                return f"police:{self.force_id}"
+            case DestinationKind.IWF:
+                return "iwf"
+            case DestinationKind.INTL:
+                return f"intl:{self.country}:{self.mechanism}"
+
+
+class Decision(Contract):
+    """The router's decision for one flag, refer, review or none, with the rules behind it."""
+
+    schema_version: Literal[1] = 1
+    flag_id: UUID
+    outcome: Outcome
+    priority: Priority | None = None
+    criteria: list[Criterion] = Field(default_factory=list, max_length=4)
+    immediate_danger: bool = False
+    rules: list[FiredRule] = Field(default_factory=list, max_length=64)
+    policy_version: Label
+    destinations: list[Destination] = Field(default_factory=list, max_length=8)
+    detected_at: AwareDatetime
+    decided_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.outcome is Outcome.NONE:
+            if self.destinations or self.priority is not None:
+                raise ValueError("a no-report decision has no destination and no priority")
+        elif not self.criteria or self.priority is None or not self.destinations:
+            raise ValueError(
+                "a refer or review decision needs criteria, a priority and destinations"
+            )
+        return self
+
+
+def task_id_for(flag_id: UUID, destination: Destination) -> UUID:
+    """The deterministic id of a flag's task for one destination: redelivery is a duplicate."""
+    return uuid5(TASK_NAMESPACE, f"{flag_id}:{destination.key}")
+
+
+class ReferralTask(Contract):
+    """Work for the referral service: build or extend the case for one flag and one destination."""
+
+    schema_version: Literal[1] = 1
+    task_id: UUID
+    case_key: str = Field(min_length=1, max_length=400)
+    """Subject × destination: flags with one case key gather in one open case."""
+    flag_id: UUID
+    destination: Destination
+    criteria: list[Criterion] = Field(min_length=1, max_length=4)
+    priority: Priority
+    decision: Literal["refer", "review"]
+    rules: list[FiredRule] = Field(min_length=1, max_length=64)
+    policy_version: Label
+    detected_at: AwareDatetime
+    routed_at: AwareDatetime
+    due_at: AwareDatetime
+    """When the case must be ready (refer) or reviewed (review)."""
+    flag: ModerationFlag
+
+    @model_validator(mode="after")
+    def _matches_flag(self) -> Self:
+        if self.flag.flag_id != self.flag_id:
+            raise ValueError("flag_id differs from the embedded flag's")
+        if self.task_id != task_id_for(self.flag_id, self.destination):
+            raise ValueError("task_id is not the uuid5 of flag_id and destination")
+        return self
+
+
+class RejectionReason(StrEnum):
+    OVERSIZED = "oversized"
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    EMBEDDED_MEDIA = "embedded_media"
+    INVALID = "invalid"
+
+
+class ValidationProblem(Contract):
+    loc: list[str | int] = Field(max_length=16)
+    type: str = Field(max_length=64)
+    msg: str = Field(max_length=512)
+
+
+class RejectedMessage(Contract):
+    """A dead-letter record: why a message was refused. It never holds the message's bytes."""
+
+    schema_version: Literal[1] = 1
+    topic: str = Field(max_length=249)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    flag_id: UUID | None = None
+    reason: RejectionReason
+    errors: list[ValidationProblem] = Field(max_length=32)
+    consumer_group: str = Field(max_length=255)
+    rejected_at: AwareDatetime

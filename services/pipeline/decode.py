@@ -1,0 +1,112 @@
+"""Decoding of raw Kafka values into contract models, or a reason for refusing them. Pure."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.media import embedded_media
+from schemas.referral import RejectionReason, ValidationProblem
+
+M = TypeVar("M", bound=BaseModel)
+
+_MEDIA_MARK = "looks like embedded media"
+
+
+def _find_media(node: Any, loc: list[str | int]) -> tuple[list[str | int], str] | None:
+    """Walk a JSON document, keys included, for the first string that looks like media."""
+    if isinstance(node, str):
+        reason = embedded_media(node)
+        return (loc, reason) if reason is not None else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _find_media(key, [*loc, "<key>"]) or _find_media(value, [*loc, str(key)[:64]])
+            if found is not None:
+                return found
+    if isinstance(node, list):
+        for index, value in enumerate(node):
+            found = _find_media(value, [*loc, index])
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a message was refused, with what can be said of it without keeping its bytes."""
+
+    reason: RejectionReason
+    errors: tuple[ValidationProblem, ...]
+    size: int
+    sha256: str
+    flag_id: UUID | None
+
+
+def _readable_flag_id(document: Any) -> UUID | None:
+    if isinstance(document, dict):
+        try:
+            return UUID(str(document.get("flag_id")))
+        except ValueError:
+            return None
+    return None
+
+
+def _problems(error: ValidationError) -> tuple[ValidationProblem, ...]:
+    # Never copy `input` or `ctx` from pydantic's errors: they may hold the payload.
+    return tuple(
+        ValidationProblem(
+            loc=[part if isinstance(part, int) else str(part)[:64] for part in e["loc"]][:16],
+            type=e["type"][:64],
+            msg=e["msg"][:512],
+        )
+        for e in error.errors(include_input=False, include_url=False)[:32]
+    )
+
+
+def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 1) -> M | Refusal:
+    """Parse and validate one message value; return the model or a `Refusal` saying why not."""
+    raw = raw or b""
+    size = len(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+
+    def refuse(
+        reason: RejectionReason,
+        msg: str,
+        flag_id: UUID | None = None,
+        loc: list[str | int] | None = None,
+    ) -> Refusal:
+        problem = ValidationProblem(loc=loc or [], type=reason.value, msg=msg)
+        return Refusal(reason, (problem,), size, digest, flag_id)
+
+    if size > max_bytes:
+        return refuse(RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return refuse(RejectionReason.INVALID_JSON, f"not a JSON document: {type(exc).__name__}")
+    flag_id = _readable_flag_id(document)
+    media = _find_media(document, [])
+    if media is not None:
+        loc, why = media
+        return refuse(RejectionReason.EMBEDDED_MEDIA, f"{_MEDIA_MARK} ({why})", flag_id, loc[:16])
+    if not isinstance(document, dict):
+        return refuse(RejectionReason.INVALID_JSON, "the document is not a JSON object")
+    if document.get("schema_version") != version:
+        seen = document.get("schema_version")
+        shown = repr(seen)[:16] if isinstance(seen, int | str) else type(seen).__name__
+        return refuse(
+            RejectionReason.UNKNOWN_SCHEMA_VERSION,
+            f"schema_version {shown} is not supported; expected {version}",
+            flag_id,
+            ["schema_version"],
+        )
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        has_media = any(_MEDIA_MARK in p.msg for p in problems)
+        reason = RejectionReason.EMBEDDED_MEDIA if has_media else RejectionReason.INVALID
+        return Refusal(reason, problems, size, digest, flag_id)

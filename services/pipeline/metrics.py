@@ -1,0 +1,88 @@
+"""Every Prometheus metric the pipeline exports, in one container over a given registry.
+
+Labels are bounded enums (outcome, criterion, priority, destination kind, stage, reason, topic),
+never an identifier.
+"""
+
+import logging
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+_STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.router_flags = Counter(
+            "csae_router_flags",
+            "Flags read by the router, by outcome (refer, review, none, rejected).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.router_decisions = Counter(
+            "csae_router_decisions",
+            "Router decisions by outcome, criterion and rule mode (active or shadow).",
+            ["outcome", "criterion", "mode"],
+            registry=registry,
+        )
+        self.dlq_messages = Counter(
+            "csae_dlq_messages",
+            "Messages refused and recorded on the dead-letter topic, by source topic and reason.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.referral_tasks = Counter(
+            "csae_referral_tasks",
+            "Referral tasks emitted by the router, by destination kind and priority.",
+            ["destination", "priority"],
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "csae_stage_seconds",
+            "Time spent between pipeline stages (detected_to_routed, routed_to_ready, ...).",
+            ["stage", "priority"],
+            buckets=_STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "csae_consumer_lag",
+            "Messages behind the end of the topic for a consumer group, after the last batch.",
+            ["group", "topic"],
+            registry=registry,
+        )
+        self.batch_failures = Counter(
+            "csae_batch_failures",
+            "Batch attempts that failed with a transient error and were retried.",
+            ["group"],
+            registry=registry,
+        )
+        self.cases_written = Counter(
+            "csae_cases_written",
+            "Case rows created or extended by the referral worker, by destination kind and status.",
+            ["destination", "status"],
+            registry=registry,
+        )
+        self.cases_overdue = Gauge(
+            "csae_cases_overdue",
+            "Open cases past their deadline, by priority and stage.",
+            ["priority", "stage"],
+            registry=registry,
+        )
+        self.sla_breaches = Counter(
+            "csae_sla_breaches",
+            "Deadlines missed, each breach counted once, by priority and stage.",
+            ["priority", "stage"],
+            registry=registry,
+        )
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Expose `registry` on http://host:port/metrics from a daemon thread."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    log.info("metrics served", extra={"host": host, "port": port})
+    return server, thread

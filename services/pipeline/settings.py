@@ -1,0 +1,49 @@
+"""Configuration of every process, from `CSAE_*` environment variables. Built once, then passed."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSAE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/csae"
+
+    topic_flags: str = "csae.flags.v1"
+    topic_referrals: str = "csae.referrals.v1"
+    topic_decisions: str = "csae.decisions.v1"
+    topic_dlq: str = "csae.flags.dlq.v1"
+
+    max_flag_bytes: int = Field(default=256 * 1024, ge=1024)
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_retry_seconds: float = Field(default=60.0, gt=0)
+    """How long a failing batch is retried before it is handed back to Kafka and fetched again."""
+
+    api_keys_file: Path | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    router_metrics_port: int = 9101
+    worker_metrics_port: int = 9102
+
+    policy_file: Path | None = None
+    home_force_id: str = "metropolitan"
+    """The reporting organisation's home police force, used when no location is known."""
+    org_name: str = "Example Platform Ltd"
+    safeguarding_contact: str = "Designated Safeguarding Lead, +44 20 0000 0000"
+    safeguarding_email: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

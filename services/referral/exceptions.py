@@ -1,0 +1,17 @@
+"""The referral service's errors; the API maps each kind to one HTTP status in one handler."""
+
+
+class ReferralError(Exception):
+    """Root of the service's own errors."""
+
+
+class NotFound(ReferralError):
+    """The case, packet or flag does not exist (404)."""
+
+
+class Conflict(ReferralError):
+    """The request conflicts with the current state (409)."""
+
+
+class InvalidRequest(ReferralError):
+    """The request is malformed in a way validation could not catch (400)."""

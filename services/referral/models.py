@@ -1,0 +1,133 @@
+"""Tables of the referral service. Personal identifiers stay here and in packets, never in logs."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.referral.enums import CaseStatus
+
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Flag(Base):
+    __tablename__ = "flags"
+    __table_args__ = {"comment": "Every flag the worker has seen in a task, metadata only."}
+
+    flag_id: Mapped[UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128))
+    source_kind: Mapped[str] = mapped_column(String(32))
+    detected_at: Mapped[datetime] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    """The validated `ModerationFlag`, which by contract holds no content."""
+
+
+class DecisionRecord(Base):
+    __tablename__ = "decisions"
+    __table_args__ = {"comment": "The router's decision for every flag, no-report ones included."}
+
+    flag_id: Mapped[UUID] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[str | None] = mapped_column(String(2))
+    criteria: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    immediate_danger: Mapped[bool] = mapped_column(Boolean)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(Timestamp)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index(
+            "uq_cases_open_case_key",
+            "case_key",
+            unique=True,
+            postgresql_where=text("status IN ('review', 'ready', 'submitted', 'acknowledged')"),
+        ),
+        Index("ix_cases_created_at_case_id", "created_at", "case_id"),
+        {"comment": "One case per subject and destination while open: the unit of work."},
+    )
+
+    case_id: Mapped[UUID] = mapped_column(primary_key=True)
+    case_key: Mapped[str] = mapped_column(String(400))
+    destination: Mapped[str] = mapped_column(String(16), index=True)
+    """The destination kind: police, iwf or intl."""
+    destination_key: Mapped[str] = mapped_column(String(128))
+    force_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    mechanism: Mapped[str | None] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    status: Mapped[CaseStatus] = mapped_column(
+        Enum(
+            CaseStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+        index=True,
+    )
+    priority: Mapped[str] = mapped_column(String(2), index=True)
+    criteria: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    org_id: Mapped[str] = mapped_column(String(128))
+    subject_account_id: Mapped[str] = mapped_column(String(128))
+    first_detected_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    review_due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    ready_due_at: Mapped[datetime] = mapped_column(Timestamp)
+    submitted_due_at: Mapped[datetime] = mapped_column(Timestamp)
+    ready_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    packet_version: Mapped[int] = mapped_column(Integer, default=0)
+    """The latest packet version; 0 while no packet has been built (a case under review)."""
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = {
+        "comment": "Referral tasks applied to cases; the task id makes replay a no-op."
+    }
+
+    task_id: Mapped[UUID] = mapped_column(primary_key=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    flag_id: Mapped[UUID] = mapped_column(ForeignKey("flags.flag_id"), index=True)
+    decision: Mapped[str] = mapped_column(String(8))
+    priority: Mapped[str] = mapped_column(String(2))
+    routed_at: Mapped[datetime] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    """The validated `ReferralTask`."""
+
+
+class PacketRecord(Base):
+    __tablename__ = "packets"
+    __table_args__ = {"comment": "Every packet version built for a case; a version never changes."}
+
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    built_at: Mapped[datetime] = mapped_column(Timestamp)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)

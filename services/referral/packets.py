@@ -1,0 +1,245 @@
+"""Building case packets from the tasks of a case. Pure: metadata in, metadata out."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from schemas.flag import MediaType, ModerationFlag, SignalCategory
+from schemas.packets import (
+    Authority,
+    ChildKnown,
+    ContentReference,
+    IwfItem,
+    IwfPacket,
+    Organisation,
+    Packet,
+    PolicePacket,
+    SubjectIdentifiers,
+    TimelineEntry,
+)
+from schemas.referral import Destination, DestinationKind, FiredRule, Priority, ReferralTask
+from services.router.destinations import MECHANISM_CONTACTS
+from services.router.forces import ForceDirectory
+
+IWF_NAME = "Internet Watch Foundation"
+IWF_WEBSITE = "https://report.iwf.org.uk"
+
+
+@dataclass(frozen=True, slots=True)
+class Reporter:
+    """The reporting organisation as it appears on packets (from configuration)."""
+
+    name: str
+    safeguarding_contact: str
+    safeguarding_email: str | None = None
+
+    def organisation(self, org_id: str) -> Organisation:
+        return Organisation(
+            org_id=org_id,
+            name=self.name,
+            safeguarding_contact=self.safeguarding_contact,
+            safeguarding_email=self.safeguarding_email,
+        )
+
+
+def authority(destination: Destination, priority: Priority, directory: ForceDirectory) -> Authority:
+    """Who receives the packet, and what the person sending it must do."""
+    if destination.kind is DestinationKind.IWF:
+        return Authority(
+            kind="iwf",
+            id="iwf",
+            name=IWF_NAME,
+            website=IWF_WEBSITE,
+            instruction="Report the URLs and hashes through the IWF reporting service.",
+        )
+    if destination.kind is DestinationKind.INTL:
+        mechanism = destination.mechanism or "local_police"
+        name, website = MECHANISM_CONTACTS.get(mechanism, MECHANISM_CONTACTS["local_police"])
+        return Authority(
+            kind="intl",
+            id=mechanism,
+            name=name,
+            website=website,
+            instruction="Report through this mechanism; call the local emergency number if a "
+            "child is in immediate danger.",
+        )
+    force = directory.forces[destination.force_id or ""]
+    instruction = (
+        "A child is in immediate danger: call 999 now, then send this packet."
+        if priority is Priority.P0
+        else "Call 101 or use the force's online reporting, and quote the case id."
+    )
+    return Authority(
+        kind="police",
+        id=force.force_id,
+        name=force.name,
+        phone=force.phone,
+        website=force.website,
+        instruction=instruction,
+    )
+
+
+def _flags(tasks: Sequence[ReferralTask]) -> list[ModerationFlag]:
+    seen: dict[UUID, ModerationFlag] = {}
+    for task in sorted(tasks, key=lambda t: (t.detected_at, str(t.flag_id))):
+        seen.setdefault(task.flag_id, task.flag)
+    return list(seen.values())
+
+
+def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
+    order = list(Priority)
+    return min((t.priority for t in tasks), key=order.index)
+
+
+def build_police_packet(
+    *,
+    case_id: UUID,
+    version: int,
+    destination: Destination,
+    tasks: Sequence[ReferralTask],
+    reporter: Reporter,
+    directory: ForceDirectory,
+    now: datetime,
+) -> PolicePacket:
+    flags = _flags(tasks)
+    priority = _most_urgent(tasks)
+    criteria = sorted({c for t in tasks for c in t.criteria})
+    rules: list[FiredRule] = []
+    for task in tasks:
+        rules.extend(rule for rule in task.rules if rule not in rules)
+    latest = flags[-1]
+    ips = list(dict.fromkeys(ip for f in flags for ip in f.subject.ips))
+    children = list(
+        dict.fromkeys(
+            ChildKnown(
+                account_id=f.child.account_id,
+                age_band=f.child.age_band,
+                country=f.child.location.country if f.child.location else None,
+                postcode_district=f.child.location.postcode_district if f.child.location else None,
+            )
+            for f in flags
+            if f.child is not None
+        )
+    )
+    content: dict[str, ContentReference] = {}
+    for f in flags:
+        for c in f.content:
+            content.setdefault(
+                c.content_id,
+                ContentReference(
+                    content_id=c.content_id,
+                    media_type=c.media_type,
+                    url=c.url,
+                    public=c.public,
+                    hashes=c.hashes,
+                    uploaded_at=c.uploaded_at,
+                    uploader_ip=c.uploader_ip,
+                    flag_id=f.flag_id,
+                ),
+            )
+    first, last = flags[0].detected_at, flags[-1].detected_at
+    summary = (
+        f"Suspected {', '.join(criteria)} on {latest.platform.service}, reported by "
+        f"{reporter.name}: {len(flags)} flag(s) detected between {first.isoformat()} and "
+        f"{last.isoformat()}. Priority {priority.value}."
+    )
+    return PolicePacket(
+        case_id=case_id,
+        version=version,
+        built_at=now,
+        authority=authority(destination, priority, directory),
+        organisation=reporter.organisation(latest.platform.org_id),
+        priority=priority,
+        summary=summary,
+        criteria=criteria,
+        rules=rules,
+        timeline=[
+            TimelineEntry(
+                at=t.detected_at,
+                flag_id=t.flag_id,
+                source=t.flag.source.system,
+                source_kind=t.flag.source.kind.value,
+                criteria=t.criteria,
+                priority=t.priority,
+            )
+            for t in sorted(tasks, key=lambda t: (t.detected_at, str(t.flag_id)))
+        ],
+        subject=SubjectIdentifiers(
+            account_id=latest.subject.account_id,
+            username=latest.subject.username,
+            ips=ips[:64],
+            country=latest.subject.country,
+        ),
+        children=children[:64],
+        content=list(content.values()),
+    )
+
+
+def build_iwf_packet(
+    *,
+    case_id: UUID,
+    version: int,
+    destination: Destination,
+    tasks: Sequence[ReferralTask],
+    reporter: Reporter,
+    directory: ForceDirectory,
+    now: datetime,
+) -> IwfPacket:
+    items: dict[str, IwfItem] = {}
+    for f in _flags(tasks):
+        lists = sorted(
+            {
+                s.hash_match.list
+                for s in f.signals
+                if s.category is SignalCategory.IIOC and s.hash_match is not None
+            }
+        )
+        for c in f.content:
+            if c.media_type not in (MediaType.IMAGE, MediaType.VIDEO):
+                continue
+            items.setdefault(
+                c.content_id,
+                IwfItem(
+                    content_id=c.content_id,
+                    media_type=c.media_type,
+                    url=c.url,
+                    publicly_reachable=c.public,
+                    hashes=c.hashes,
+                    first_seen_at=c.uploaded_at or f.detected_at,
+                    hash_lists=lists,
+                ),
+            )
+    priority = _most_urgent(tasks)
+    return IwfPacket(
+        case_id=case_id,
+        version=version,
+        built_at=now,
+        authority=authority(destination, priority, directory),
+        organisation=reporter.organisation(tasks[0].flag.platform.org_id),
+        priority=priority,
+        items=list(items.values()),
+    )
+
+
+def build_packet(
+    *,
+    case_id: UUID,
+    version: int,
+    destination: Destination,
+    tasks: Sequence[ReferralTask],
+    reporter: Reporter,
+    directory: ForceDirectory,
+    now: datetime,
+) -> Packet:
+    """The packet for a case's destination, from every task attached to the case."""
+    build = build_iwf_packet if destination.kind is DestinationKind.IWF else build_police_packet
+    return build(
+        case_id=case_id,
+        version=version,
+        destination=destination,
+        tasks=tasks,
+        reporter=reporter,
+        directory=directory,
+        now=now,
+    )

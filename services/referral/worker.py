@@ -1,0 +1,139 @@
+"""The referral worker's Kafka edge: tasks and decisions in, one database transaction per batch."""
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.referral import Decision, ReferralTask
+from services.pipeline import metrics as metrics_module
+from services.pipeline.decode import Refusal, decode
+from services.pipeline.dlq import dead_letter
+from services.pipeline.kafka import (
+    BatchHandler,
+    Record,
+    produce_all,
+    run_consumer_service,
+    stop_on_signals,
+)
+from services.pipeline.metrics import Metrics
+from services.pipeline.settings import Settings
+from services.referral import service
+from services.referral.database import new_engine, new_sessionmaker
+from services.referral.packets import Reporter
+from services.router.forces import ForceDirectory, uk_forces
+
+log = logging.getLogger(__name__)
+
+GROUP = "csae-referral"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reporter_from(settings: Settings) -> Reporter:
+    return Reporter(
+        name=settings.org_name,
+        safeguarding_contact=settings.safeguarding_contact,
+        safeguarding_email=settings.safeguarding_email,
+    )
+
+
+class TaskRecorder:
+    """Handles one batch of tasks and decisions: dead letters first, then one transaction."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        metrics: Metrics,
+        directory: ForceDirectory,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._producer = producer
+        self._sessions = sessions
+        self._settings = settings
+        self._metrics = metrics
+        self._directory = directory
+        self._reporter = reporter_from(settings)
+        self._clock = clock
+
+    async def __call__(self, records: Sequence[Record]) -> None:
+        s = self._settings
+        now = self._clock()
+        tasks: list[ReferralTask] = []
+        decisions: list[Decision] = []
+        letters: list[tuple[str, bytes | None, bytes]] = []
+        refused: list[tuple[str, str]] = []
+        # A task embeds its flag, so it may be somewhat larger than the flag cap.
+        cap = s.max_flag_bytes * 2
+        for record in records:
+            model: type[ReferralTask] | type[Decision] = (
+                ReferralTask if record.topic == s.topic_referrals else Decision
+            )
+            result = decode(record.value, model, max_bytes=cap)
+            if isinstance(result, Refusal):
+                letter = dead_letter(record, result, group=GROUP, now=now)
+                letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))
+                refused.append((record.topic, result.reason.value))
+            elif isinstance(result, ReferralTask):
+                tasks.append(result)
+            else:
+                decisions.append(result)
+        if letters:
+            await produce_all(self._producer, letters)
+        async with self._sessions() as session, session.begin():
+            await service.record_decisions(session=session, decisions=decisions)
+            applied = await service.apply_tasks(
+                session=session,
+                tasks=tasks,
+                reporter=self._reporter,
+                directory=self._directory,
+                now=now,
+            )
+        m = self._metrics
+        for topic, reason in refused:
+            m.dlq_messages.labels(topic, reason).inc()
+        for item in applied:
+            m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
+            if item.became_ready:
+                m.stage_seconds.labels("routed_to_ready", item.task.priority.value).observe(
+                    max((now - item.task.routed_at).total_seconds(), 0.0)
+                )
+        if applied:
+            log.info("tasks applied", extra={"tasks": len(applied), "decisions": len(decisions)})
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the referral worker until SIGTERM/SIGINT (or `stop`)."""
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    metrics = Metrics(CollectorRegistry())
+    metrics_module.serve(metrics.registry, settings.api_host, settings.worker_metrics_port)
+    engine = new_engine(settings.database_url)
+    sessions = new_sessionmaker(engine)
+    directory = uk_forces()
+
+    def build(producer: AIOKafkaProducer) -> BatchHandler:
+        return TaskRecorder(
+            producer, sessions=sessions, settings=settings, metrics=metrics, directory=directory
+        )
+
+    try:
+        await run_consumer_service(
+            settings,
+            group=GROUP,
+            topics=[settings.topic_referrals, settings.topic_decisions],
+            metrics=metrics,
+            build_handler=build,
+            stop=stop,
+        )
+    finally:
+        await engine.dispose()

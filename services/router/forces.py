@@ -1,0 +1,44 @@
+"""The directory of UK police forces and the postcode areas they police, loaded from data."""
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+_AREA = re.compile(r"^[A-Z]{1,2}")
+
+
+@dataclass(frozen=True, slots=True)
+class Force:
+    force_id: str
+    name: str
+    phone: str
+    website: str
+    nation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForceDirectory:
+    as_of: str
+    forces: dict[str, Force]
+    postcode_areas: dict[str, str]
+
+    def for_postcode_district(self, district: str) -> Force | None:
+        """The force for a postcode district's area (`M1` → `M`, `SW1A` → `SW`), if mapped."""
+        area = _AREA.match(district.upper())
+        force_id = self.postcode_areas.get(area.group()) if area else None
+        return self.forces.get(force_id) if force_id else None
+
+
+@cache
+def uk_forces() -> ForceDirectory:
+    """The bundled directory (`data/uk_police_forces.json`)."""
+    text = resources.files("services.router").joinpath("data/uk_police_forces.json").read_text()
+    document = json.loads(text)
+    forces = {f["force_id"]: Force(**f) for f in document["forces"]}
+    areas: dict[str, str] = document["postcode_areas"]
+    unknown = sorted(set(areas.values()) - forces.keys())
+    if unknown:
+        raise ValueError(f"postcode areas name unknown forces: {unknown}")
+    return ForceDirectory(document["as_of"], forces, areas)

@@ -1,0 +1,129 @@
+"""The router's Kafka edge: decode each flag, route it, produce decisions, tasks, dead letters."""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from schemas.flag import ModerationFlag
+from services.pipeline import metrics as metrics_module
+from services.pipeline.decode import Refusal, decode
+from services.pipeline.dlq import dead_letter
+from services.pipeline.kafka import (
+    BatchHandler,
+    Record,
+    produce_all,
+    run_consumer_service,
+    stop_on_signals,
+)
+from services.pipeline.metrics import Metrics
+from services.pipeline.settings import Settings
+from services.router.forces import ForceDirectory, uk_forces
+from services.router.policy import Policy, default_policy
+from services.router.routing import Routing, route
+
+GROUP = "csae-router"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FlagRouter:
+    """Handles one batch of raw flags; returns once every output is acknowledged by the broker."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        policy: Policy,
+        directory: ForceDirectory,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._producer = producer
+        self._settings = settings
+        self._metrics = metrics
+        self._policy = policy
+        self._directory = directory
+        self._clock = clock
+
+    async def __call__(self, records: Sequence[Record]) -> None:
+        s = self._settings
+        messages: list[tuple[str, bytes | None, bytes]] = []
+        routed: list[Routing] = []
+        refused: list[tuple[str, str]] = []
+        for record in records:
+            now = self._clock()
+            result = decode(record.value, ModerationFlag, max_bytes=s.max_flag_bytes)
+            if isinstance(result, Refusal):
+                letter = dead_letter(record, result, group=GROUP, now=now)
+                key = str(result.flag_id).encode() if result.flag_id else None
+                messages.append((s.topic_dlq, key, letter.model_dump_json().encode()))
+                refused.append((record.topic, result.reason.value))
+                continue
+            routing = route(
+                result,
+                policy=self._policy,
+                directory=self._directory,
+                home_force_id=s.home_force_id,
+                now=now,
+            )
+            flag_key = str(result.flag_id).encode()
+            messages.append(
+                (s.topic_decisions, flag_key, routing.decision.model_dump_json().encode())
+            )
+            messages.extend(
+                (s.topic_referrals, task.case_key.encode(), task.model_dump_json().encode())
+                for task in routing.tasks
+            )
+            routed.append(routing)
+        await produce_all(self._producer, messages)
+        self._count(routed, refused)
+
+    def _count(self, routed: list[Routing], refused: list[tuple[str, str]]) -> None:
+        m = self._metrics
+        for topic, reason in refused:
+            m.router_flags.labels("rejected").inc()
+            m.dlq_messages.labels(topic, reason).inc()
+        for routing in routed:
+            decision = routing.decision
+            m.router_flags.labels(decision.outcome.value).inc()
+            for criterion in [c.value for c in decision.criteria] or ["none"]:
+                m.router_decisions.labels(decision.outcome.value, criterion, "active").inc()
+            for rule in decision.rules:
+                if rule.mode == "shadow":
+                    for criterion in rule.criteria:
+                        m.router_decisions.labels(rule.outcome, criterion.value, "shadow").inc()
+            for task in routing.tasks:
+                m.referral_tasks.labels(task.destination.kind.value, task.priority.value).inc()
+                m.stage_seconds.labels("detected_to_routed", task.priority.value).observe(
+                    max((task.routed_at - task.detected_at).total_seconds(), 0.0)
+                )
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the router until SIGTERM/SIGINT (or `stop`)."""
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    metrics = Metrics(CollectorRegistry())
+    metrics_module.serve(metrics.registry, settings.api_host, settings.router_metrics_port)
+    policy = default_policy()
+    directory = uk_forces()
+
+    def build(producer: AIOKafkaProducer) -> BatchHandler:
+        return FlagRouter(
+            producer, settings=settings, metrics=metrics, policy=policy, directory=directory
+        )
+
+    await run_consumer_service(
+        settings,
+        group=GROUP,
+        topics=[settings.topic_flags],
+        metrics=metrics,
+        build_handler=build,
+        stop=stop,
+    )
