@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     topic_referrals: str = "csae.referrals.v1"
     topic_decisions: str = "csae.decisions.v1"
     topic_dlq: str = "csae.flags.dlq.v1"
+    router_group: str = "csae-router"
+    referral_group: str = "csae-referral"
 
     max_flag_bytes: int = Field(default=256 * 1024, ge=1024)
     batch_max_records: int = Field(default=500, ge=1)

@@ -29,9 +29,6 @@ from services.router.forces import ForceDirectory, uk_forces
 
 log = logging.getLogger(__name__)
 
-GROUP = "csae-referral"
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,7 +77,7 @@ class TaskRecorder:
             )
             result = decode(record.value, model, max_bytes=cap)
             if isinstance(result, Refusal):
-                letter = dead_letter(record, result, group=GROUP, now=now)
+                letter = dead_letter(record, result, group=s.referral_group, now=now)
                 letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))
                 refused.append((record.topic, result.reason.value))
             elif isinstance(result, ReferralTask):
@@ -129,7 +126,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         await run_consumer_service(
             settings,
-            group=GROUP,
+            group=settings.referral_group,
             topics=[settings.topic_referrals, settings.topic_decisions],
             metrics=metrics,
             build_handler=build,

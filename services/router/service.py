@@ -24,9 +24,6 @@ from services.router.forces import ForceDirectory, uk_forces
 from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
 
-GROUP = "csae-router"
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -60,7 +57,7 @@ class FlagRouter:
             now = self._clock()
             result = decode(record.value, ModerationFlag, max_bytes=s.max_flag_bytes)
             if isinstance(result, Refusal):
-                letter = dead_letter(record, result, group=GROUP, now=now)
+                letter = dead_letter(record, result, group=s.router_group, now=now)
                 key = str(result.flag_id).encode() if result.flag_id else None
                 messages.append((s.topic_dlq, key, letter.model_dump_json().encode()))
                 refused.append((record.topic, result.reason.value))
@@ -121,7 +118,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
     await run_consumer_service(
         settings,
-        group=GROUP,
+        group=settings.router_group,
         topics=[settings.topic_flags],
         metrics=metrics,
         build_handler=build,

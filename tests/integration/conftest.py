@@ -1,0 +1,79 @@
+"""Fixtures over the real Kafka broker and PostgreSQL that `make test` starts.
+
+Each test run gets its own database and its own topics and consumer groups, so runs never see
+each other's data (and a `make run` on the same machine is left alone).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.pipeline.kafka import ensure_topics
+from services.pipeline.settings import Settings
+from services.referral.database import new_engine, new_sessionmaker, upgrade
+
+
+def _plain_dsn(url: str, database: str) -> str:
+    return (
+        make_url(url)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A fresh, migrated database on the server at CSAE_DATABASE_URL; dropped afterwards."""
+    base = Settings().database_url
+    name = f"csae_test_{uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_plain_dsn(base, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, url)
+    yield url
+    admin = await asyncpg.connect(_plain_dsn(base, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = new_engine(database_url)
+    try:
+        yield new_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+def isolated_settings(database_url: str, **overrides: object) -> Settings:
+    """Settings with topics and groups of their own, on the real broker and database."""
+    run = uuid4().hex[:10]
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "topic_flags": f"test.{run}.flags",
+        "topic_referrals": f"test.{run}.referrals",
+        "topic_decisions": f"test.{run}.decisions",
+        "topic_dlq": f"test.{run}.dlq",
+        "router_group": f"test-{run}-router",
+        "referral_group": f"test-{run}-referral",
+        "batch_retry_seconds": 5.0,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def settings(database_url: str) -> Settings:
+    s = isolated_settings(database_url)
+    await ensure_topics(s)
+    return s

@@ -1,0 +1,127 @@
+"""The case API over the real PostgreSQL: auth, lookups, pagination, not-found."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.referral import service
+from services.referral.api import create_app
+from services.referral.keys import Role, create_key
+from services.router.forces import uk_forces
+from tests.factories import make_flag, signal
+from tests.integration.conftest import isolated_settings
+from tests.integration.test_cases_store import REPORTER, routed
+
+
+@pytest.fixture
+async def key_and_client(
+    database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    keys = tmp_path / "keys"
+    key = create_key(keys, Role.INVESTIGATOR)
+    app = create_app(isolated_settings(database_url, api_keys_file=keys))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield key, client
+
+
+async def test_every_v1_route_needs_a_valid_key(
+    key_and_client: tuple[str, httpx.AsyncClient],
+) -> None:
+    _, client = key_and_client
+    some = uuid4()
+    for path in [
+        "/v1/cases",
+        f"/v1/cases/{some}",
+        f"/v1/cases/{some}/packets/1",
+        f"/v1/flags/{some}",
+    ]:
+        missing = await client.get(path)
+        wrong = await client.get(path, headers={"Authorization": "Bearer csae_not_a_key"})
+        assert (missing.status_code, wrong.status_code) == (401, 401), path
+        assert missing.headers["www-authenticate"] == "Bearer"
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_cases_packets_and_flags_can_be_looked_up(
+    key_and_client: tuple[str, httpx.AsyncClient], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key, client = key_and_client
+    auth = {"Authorization": f"Bearer {key}"}
+    account = f"acct-api-{uuid4().hex[:6]}"
+    refer = routed(make_flag(subject={"account_id": account}, signals=[signal("coercion", 0.9)]))
+    none = routed(make_flag(signals=[signal("other", 0.9)]))
+    async with sessions() as session, session.begin():
+        await service.record_decisions(session=session, decisions=[refer.decision, none.decision])
+        applied = await service.apply_tasks(
+            session=session,
+            tasks=list(refer.tasks),
+            reporter=REPORTER,
+            directory=uk_forces(),
+            now=refer.decision.decided_at,
+        )
+    case_id = applied[0].case_id
+
+    detail = (await client.get(f"/v1/cases/{case_id}", headers=auth)).json()
+    assert detail["status"] == "ready"
+    assert detail["force_id"] == "kent"
+    assert detail["subject_account_id"] == account
+    assert detail["flag_ids"] == [str(refer.decision.flag_id)]
+    assert detail["packet_versions"] == [1]
+
+    packet = (await client.get(f"/v1/cases/{case_id}/packets/1", headers=auth)).json()
+    assert packet["kind"] == "police"
+    assert packet["authority"]["name"] == "Kent Police"
+    assert packet["subject"]["account_id"] == account
+
+    flag = (await client.get(f"/v1/flags/{refer.decision.flag_id}", headers=auth)).json()
+    assert flag["decision"]["outcome"] == "refer"
+    assert flag["case_ids"] == [str(case_id)]
+    no_report = (await client.get(f"/v1/flags/{none.decision.flag_id}", headers=auth)).json()
+    assert (no_report["decision"]["outcome"], no_report["case_ids"]) == ("none", [])
+
+    listed = (await client.get("/v1/cases", headers=auth, params={"status": "ready"})).json()
+    assert str(case_id) in [c["case_id"] for c in listed["items"]]
+    assert all("subject_account_id" not in c for c in listed["items"])
+
+    for missing in [
+        f"/v1/cases/{uuid4()}",
+        f"/v1/cases/{case_id}/packets/2",
+        f"/v1/flags/{uuid4()}",
+    ]:
+        assert (await client.get(missing, headers=auth)).status_code == 404, missing
+
+
+async def test_case_list_pages_with_a_cursor_and_refuses_a_forged_one(
+    key_and_client: tuple[str, httpx.AsyncClient], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key, client = key_and_client
+    auth = {"Authorization": f"Bearer {key}"}
+    for _ in range(3):
+        routing = routed(make_flag(signals=[signal("safety", 0.95)]))
+        async with sessions() as session, session.begin():
+            await service.apply_tasks(
+                session=session,
+                tasks=list(routing.tasks),
+                reporter=REPORTER,
+                directory=uk_forces(),
+                now=routing.decision.decided_at,
+            )
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/cases", headers=auth, params=params)).json()
+        seen.extend(c["case_id"] for c in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) >= 3
+    forged = await client.get("/v1/cases", headers=auth, params={"cursor": "bm90LWEtY3Vyc29y"})
+    assert forged.status_code == 400

@@ -1,0 +1,133 @@
+"""Cases on the real PostgreSQL: aggregation, packets, idempotent replay, review then refer."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.flag import ModerationFlag
+from schemas.referral import Outcome, ReferralTask
+from services.referral import service
+from services.referral.enums import CaseStatus
+from services.referral.models import Case, PacketRecord, Task
+from services.referral.packets import Reporter
+from services.router.forces import uk_forces
+from services.router.policy import default_policy
+from services.router.routing import Routing, route
+from tests.factories import make_flag, signal
+
+NOW = datetime(2026, 11, 26, 9, 1, tzinfo=UTC)
+REPORTER = Reporter(name="Test Platform Ltd", safeguarding_contact="DSL, 020 0000 0000")
+
+
+def routed(flag: ModerationFlag) -> Routing:
+    return route(
+        flag,
+        policy=default_policy(),
+        directory=uk_forces(),
+        home_force_id="kent",
+        now=NOW,
+    )
+
+
+async def apply(
+    sessions: async_sessionmaker[AsyncSession], tasks: list[ReferralTask]
+) -> list[service.AppliedTask]:
+    async with sessions() as session, session.begin():
+        return await service.apply_tasks(
+            session=session, tasks=tasks, reporter=REPORTER, directory=uk_forces(), now=NOW
+        )
+
+
+async def case_state(
+    sessions: async_sessionmaker[AsyncSession], case_key: str
+) -> tuple[list[Case], int, int]:
+    async with sessions() as session:
+        cases = list(await session.scalars(select(Case).where(Case.case_key == case_key)))
+        ids = [c.case_id for c in cases]
+        tasks = await session.scalar(select(func.count()).where(Task.case_id.in_(ids)))
+        packets = await session.scalar(
+            select(func.count()).select_from(PacketRecord).where(PacketRecord.case_id.in_(ids))
+        )
+        return cases, tasks or 0, packets or 0
+
+
+def subject(account_id: str) -> dict[str, Any]:
+    return {"account_id": account_id, "ips": ["192.0.2.7"]}
+
+
+async def test_flags_about_one_subject_gather_in_one_case_with_a_new_packet_each(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first = routed(make_flag(subject=subject("acct-gather"), signals=[signal("grooming", 0.95)]))
+    second = routed(make_flag(subject=subject("acct-gather"), signals=[signal("coercion", 0.9)]))
+    await apply(sessions, list(first.tasks))
+    await apply(sessions, list(second.tasks))
+
+    cases, tasks, packets = await case_state(sessions, first.tasks[0].case_key)
+    assert len(cases) == 1
+    case = cases[0]
+    assert (case.status, case.priority, case.packet_version) == (CaseStatus.READY, "P1", 2)
+    assert case.criteria == ["coercion", "grooming"]
+    assert (tasks, packets) == (2, 2)
+    async with sessions() as session:
+        latest = await service.get_packet(session=session, case_id=case.case_id, version=2)
+        earliest = await service.get_packet(session=session, case_id=case.case_id, version=1)
+    assert latest is not None
+    assert earliest is not None
+    assert len(latest.body["timeline"]) == 2
+    assert len(earliest.body["timeline"]) == 1, "an earlier packet version never changes"
+
+
+async def test_replaying_tasks_changes_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+    routing = routed(make_flag(subject=subject("acct-replay"), signals=[signal("coercion", 0.9)]))
+    first = await apply(sessions, list(routing.tasks))
+    before = await case_state(sessions, routing.tasks[0].case_key)
+    again = await apply(sessions, list(routing.tasks) * 2)
+    after = await case_state(sessions, routing.tasks[0].case_key)
+
+    assert len(first) == 1
+    assert again == []
+    assert [c.case_id for c in before[0]] == [c.case_id for c in after[0]]
+    assert before[1:] == after[1:] == (1, 1)
+    assert after[0][0].packet_version == 1
+
+
+async def test_a_review_case_becomes_ready_when_a_referral_joins_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    review = routed(make_flag(subject=subject("acct-review"), signals=[signal("grooming", 0.7)]))
+    refer = routed(make_flag(subject=subject("acct-review"), signals=[signal("grooming", 0.95)]))
+    assert review.decision.outcome is Outcome.REVIEW
+
+    await apply(sessions, list(review.tasks))
+    cases, _, packets = await case_state(sessions, review.tasks[0].case_key)
+    assert cases[0].status is CaseStatus.REVIEW
+    assert cases[0].review_due_at is not None
+    assert packets == 0, "a case under review has no packet yet"
+
+    applied = await apply(sessions, list(refer.tasks))
+    cases, tasks, packets = await case_state(sessions, review.tasks[0].case_key)
+    assert [c.status for c in cases] == [CaseStatus.READY]
+    assert cases[0].ready_at == NOW
+    assert (tasks, packets) == (2, 1)
+    assert [a.became_ready for a in applied] == [True]
+
+
+async def test_decisions_are_stored_once_for_every_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    none = routed(make_flag(signals=[signal("other", 0.99)])).decision
+    refer = routed(make_flag(signals=[signal("coercion", 0.95)])).decision
+    for _ in range(2):
+        async with sessions() as session, session.begin():
+            await service.record_decisions(session=session, decisions=[none, refer, none])
+    async with sessions() as session:
+        stored_none = await service.get_decision(session=session, flag_id=none.flag_id)
+        stored_refer = await service.get_decision(session=session, flag_id=refer.flag_id)
+    assert stored_none is not None
+    assert stored_none.outcome == "none"
+    assert stored_refer is not None
+    assert stored_refer.criteria == ["coercion"]
+    assert stored_refer.body["rules"][0]["rule_id"] == "coercion-high"
