@@ -13,7 +13,7 @@ from services.referral.api import create_app
 from services.referral.keys import Role, create_key
 from services.router.forces import uk_forces
 from tests.factories import make_flag, signal
-from tests.integration.conftest import isolated_settings
+from tests.infra import isolated_settings
 from tests.integration.test_cases_store import REPORTER, routed
 
 

@@ -1,4 +1,5 @@
-"""Fixtures over the real Kafka broker and PostgreSQL that `make test` starts.
+"""Fixtures over the real Kafka broker and PostgreSQL that `make test` starts (lazily: the unit
+tests use none of them).
 
 Each test run gets its own database and its own topics and consumer groups, so runs never see
 each other's data (and a `make run` on the same machine is left alone).
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.pipeline.kafka import ensure_topics
 from services.pipeline.settings import Settings
 from services.referral.database import new_engine, new_sessionmaker, upgrade
+from tests.infra import isolated_settings
 
 
 def _plain_dsn(url: str, database: str) -> str:
@@ -53,23 +55,6 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
         yield new_sessionmaker(engine)
     finally:
         await engine.dispose()
-
-
-def isolated_settings(database_url: str, **overrides: object) -> Settings:
-    """Settings with topics and groups of their own, on the real broker and database."""
-    run = uuid4().hex[:10]
-    values: dict[str, object] = {
-        "database_url": database_url,
-        "topic_flags": f"test.{run}.flags",
-        "topic_referrals": f"test.{run}.referrals",
-        "topic_decisions": f"test.{run}.decisions",
-        "topic_dlq": f"test.{run}.dlq",
-        "router_group": f"test-{run}-router",
-        "referral_group": f"test-{run}-referral",
-        "batch_retry_seconds": 5.0,
-        **overrides,
-    }
-    return Settings.model_validate(values)
 
 
 @pytest.fixture
