@@ -29,6 +29,7 @@ from services.router.forces import ForceDirectory, uk_forces
 
 log = logging.getLogger(__name__)
 
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -42,7 +43,7 @@ def reporter_from(settings: Settings) -> Reporter:
 
 
 class TaskRecorder:
-    """Handles one batch of tasks and decisions: dead letters first, then one transaction."""
+    """Handles one batch of tasks and decisions: one transaction, then the dead letters."""
 
     def __init__(
         self,
@@ -84,8 +85,8 @@ class TaskRecorder:
                 tasks.append(result)
             else:
                 decisions.append(result)
-        if letters:
-            await produce_all(self._producer, letters)
+        # The database first: its writes are idempotent, so when the dead letters fail to send,
+        # the retry repeats nothing; and while the database is down, no dead letter is repeated.
         async with self._sessions() as session, session.begin():
             await service.record_decisions(session=session, decisions=decisions)
             applied = await service.apply_tasks(
@@ -95,6 +96,8 @@ class TaskRecorder:
                 directory=self._directory,
                 now=now,
             )
+        if letters:
+            await produce_all(self._producer, letters)
         m = self._metrics
         for topic, reason in refused:
             m.dlq_messages.labels(topic, reason).inc()

@@ -24,6 +24,7 @@ from services.router.forces import ForceDirectory, uk_forces
 from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
 
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
