@@ -4,10 +4,11 @@ No field here can hold content: every string is an identifier, a label, a URL, a
 sentence written by this service.
 """
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, StringConstraints
 
 from schemas.base import Contract, CountryCode, Identifier, Label, PostcodeDistrict, ShortText, Url
 from schemas.flag import AgeBand, ContentHashes, IpAddress, MediaType
@@ -18,6 +19,8 @@ NO_IMAGES_STATEMENT = (
     "preserved the content and will provide it to law enforcement on lawful request to the "
     "safeguarding contact below, quoting the case id."
 )
+NoImagesStatement = Annotated[str, StringConstraints(pattern=f"^{re.escape(NO_IMAGES_STATEMENT)}$")]
+"""The one sentence a packet may carry about content: that none is attached."""
 
 
 class Authority(Contract):
@@ -89,7 +92,7 @@ class PolicePacket(Contract):
     subject: SubjectIdentifiers
     children: list[ChildKnown] = Field(max_length=64)
     content: list[ContentReference] = Field(max_length=4096)
-    no_images_attached: str = NO_IMAGES_STATEMENT
+    no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
 
 
 class IwfItem(Contract):
@@ -113,7 +116,7 @@ class IwfPacket(Contract):
     organisation: Organisation
     priority: Priority
     items: list[IwfItem] = Field(max_length=4096)
-    no_images_attached: str = NO_IMAGES_STATEMENT
+    no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
 
 
 Packet = PolicePacket | IwfPacket

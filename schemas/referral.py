@@ -1,10 +1,10 @@
 """`ReferralTask` and `Decision` v1: what the router emits for every flag it reads."""
 
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 from uuid import UUID, uuid5
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from schemas.base import Contract, CountryCode, Label
 from schemas.flag import ModerationFlag
@@ -50,7 +50,7 @@ class FiredRule(Contract):
     outcome: Literal["refer", "review"]
     priority: Priority
     criteria: list[Criterion] = Field(max_length=4)
-    matched: list[str] = Field(max_length=16)
+    matched: list[Annotated[str, StringConstraints(max_length=128)]] = Field(max_length=16)
     """The conditions that held, in words (e.g. `signal[0].category == iioc`)."""
 
 

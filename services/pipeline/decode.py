@@ -16,21 +16,24 @@ M = TypeVar("M", bound=BaseModel)
 _MEDIA_MARK = "looks like embedded media"
 
 
-def _find_media(node: Any, loc: list[str | int]) -> tuple[list[str | int], str] | None:
-    """Walk a JSON document, keys included, for the first string that looks like media."""
-    if isinstance(node, str):
-        reason = embedded_media(node)
-        return (loc, reason) if reason is not None else None
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found = _find_media(key, [*loc, "<key>"]) or _find_media(value, [*loc, str(key)[:64]])
-            if found is not None:
-                return found
-    if isinstance(node, list):
-        for index, value in enumerate(node):
-            found = _find_media(value, [*loc, index])
-            if found is not None:
-                return found
+def _find_media(document: Any) -> tuple[list[str | int], str] | None:
+    """Walk a JSON document, keys included, for the first string that looks like media.
+
+    Iterative, so a deeply nested document cannot exhaust the stack.
+    """
+    pending: list[tuple[Any, list[str | int]]] = [(document, [])]
+    while pending:
+        node, loc = pending.pop()
+        if isinstance(node, str):
+            reason = embedded_media(node)
+            if reason is not None:
+                return loc, reason
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                pending.append((key, [*loc[:15], "<key>"]))
+                pending.append((value, [*loc[:15], str(key)[:64]]))
+        elif isinstance(node, list):
+            pending.extend((value, [*loc[:15], index]) for index, value in enumerate(node))
     return None
 
 
@@ -84,19 +87,22 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
     if size > max_bytes:
         return refuse(RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}")
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # UTF-8 only, as JSON on the wire must be; json.loads(bytes) would also take UTF-16/32.
+        # ValueError covers malformed JSON and integers past Python's digit limit.
+        document = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         return refuse(RejectionReason.INVALID_JSON, f"not a JSON document: {type(exc).__name__}")
     flag_id = _readable_flag_id(document)
-    media = _find_media(document, [])
+    media = _find_media(document)
     if media is not None:
         loc, why = media
         return refuse(RejectionReason.EMBEDDED_MEDIA, f"{_MEDIA_MARK} ({why})", flag_id, loc[:16])
     if not isinstance(document, dict):
         return refuse(RejectionReason.INVALID_JSON, "the document is not a JSON object")
-    if document.get("schema_version") != version:
-        seen = document.get("schema_version")
-        shown = repr(seen)[:16] if isinstance(seen, int | str) else type(seen).__name__
+    seen = document.get("schema_version")
+    if type(seen) is not int or seen != version:
+        # Echo an integer version; of anything else only its type, never its text.
+        shown = str(seen) if type(seen) is int and abs(seen) < 10**9 else type(seen).__name__
         return refuse(
             RejectionReason.UNKNOWN_SCHEMA_VERSION,
             f"schema_version {shown} is not supported; expected {version}",

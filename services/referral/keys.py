@@ -2,9 +2,12 @@
 
 import hashlib
 import os
+import re
 import secrets
 from enum import StrEnum
 from pathlib import Path
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class Role(StrEnum):
@@ -27,8 +30,11 @@ def load_keys(path: Path | None) -> dict[str, Role]:
         if not text:
             continue
         parts = text.split()
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise ValueError(f"{path}:{number}: expected '<sha256 hex> <role>'")
+        roles = {role.value for role in Role}
+        if len(parts) != 2 or not _SHA256.fullmatch(parts[0]) or parts[1] not in roles:
+            raise ValueError(
+                f"{path}:{number}: expected '<sha256 hex> <role>' with a role of {sorted(roles)}"
+            )
         keys[parts[0].lower()] = Role(parts[1])
     return keys
 
