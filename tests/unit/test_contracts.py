@@ -1,0 +1,281 @@
+"""The contracts: checked-in schemas and examples agree with the models; models are closed."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from schemas.base import Contract
+from schemas.export import CONTRACTS, stale
+from schemas.flag import ModerationFlag
+from schemas.referral import (
+    TASK_NAMESPACE,
+    Criterion,
+    Decision,
+    Destination,
+    DestinationKind,
+    FiredRule,
+    Outcome,
+    Priority,
+    ReferralTask,
+    RejectionReason,
+    task_id_for,
+)
+from services.pipeline.decode import Refusal, decode
+from services.router.forces import uk_forces
+from services.router.policy import default_policy
+from services.router.routing import route
+from tests.factories import DETECTED_AT, flag_document, make_flag
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "schemas"
+EXAMPLES = SCHEMAS / "examples"
+MAX_BYTES = 256 * 1024
+POLICE = Destination(kind=DestinationKind.POLICE, force_id="kent")
+
+
+def test_checked_in_json_schemas_are_not_stale() -> None:
+    assert stale(SCHEMAS / "json") == []
+
+
+def test_every_contract_has_a_checked_in_schema() -> None:
+    assert sorted(path.name for path in (SCHEMAS / "json").glob("*.json")) == sorted(CONTRACTS)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda path: path.name
+)
+def test_valid_example_validates_and_decodes(path: Path) -> None:
+    ModerationFlag.model_validate_json(path.read_text())
+    assert isinstance(
+        decode(path.read_bytes(), ModerationFlag, max_bytes=MAX_BYTES), ModerationFlag
+    )
+
+
+INVALID_EXAMPLES = {
+    "embedded-media.json": RejectionReason.EMBEDDED_MEDIA,
+    "unknown-schema-version.json": RejectionReason.UNKNOWN_SCHEMA_VERSION,
+    "extra-field.json": RejectionReason.INVALID,
+    "missing-subject.json": RejectionReason.INVALID,
+    "not-json.txt": RejectionReason.INVALID_JSON,
+}
+
+
+def test_every_invalid_example_has_an_expected_reason() -> None:
+    assert sorted(path.name for path in (EXAMPLES / "invalid").iterdir()) == sorted(
+        INVALID_EXAMPLES
+    )
+
+
+@pytest.mark.parametrize(("name", "reason"), sorted(INVALID_EXAMPLES.items()))
+def test_invalid_example_is_refused_for_its_reason(name: str, reason: RejectionReason) -> None:
+    result = decode((EXAMPLES / "invalid" / name).read_bytes(), ModerationFlag, max_bytes=MAX_BYTES)
+    assert isinstance(result, Refusal)
+    assert result.reason is reason
+
+
+def test_sample_flags_decode_or_are_refused_and_cover_every_criterion() -> None:
+    lines = (EXAMPLES / "sample-flags.jsonl").read_bytes().splitlines()
+    decoded = [decode(line, ModerationFlag, max_bytes=MAX_BYTES) for line in lines]
+    flags = [result for result in decoded if isinstance(result, ModerationFlag)]
+    refused = [result for result in decoded if isinstance(result, Refusal)]
+    assert len(flags) + len(refused) == len(lines)
+    assert refused
+    criteria = {
+        criterion
+        for flag in flags
+        for criterion in route(
+            flag,
+            policy=default_policy(),
+            directory=uk_forces(),
+            home_force_id="metropolitan",
+            now=DETECTED_AT,
+        ).decision.criteria
+    }
+    assert criteria == set(Criterion)
+
+
+def test_models_are_frozen() -> None:
+    flag = make_flag()
+    with pytest.raises(ValidationError):
+        flag.subject = flag.subject  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        flag.signals[0].confidence = 0.1  # type: ignore[misc]
+
+
+def _contract_models(base: type[BaseModel] = Contract) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    for model in base.__subclasses__():
+        found += [model, *_contract_models(model)]
+    return found
+
+
+CONTRACT_MODELS = _contract_models()
+
+
+def test_every_exported_contract_is_a_contract_model() -> None:
+    assert set(CONTRACTS.values()) <= set(CONTRACT_MODELS)
+
+
+@pytest.mark.parametrize("model", CONTRACT_MODELS, ids=[m.__name__ for m in CONTRACT_MODELS])
+def test_contract_models_are_frozen_and_forbid_extra_fields(model: type[BaseModel]) -> None:
+    assert model.model_config.get("frozen") is True
+    assert model.model_config.get("extra") == "forbid"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        flag_document(note="x"),
+        flag_document(subject={"account_id": "a", "email": "x"}),
+        flag_document(signals=[{"category": "grooming", "label": "l", "confidence": 1, "x": 1}]),
+    ],
+    ids=["top-level", "subject", "signal"],
+)
+def test_flag_refuses_extra_fields_at_any_level(document: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ModerationFlag.model_validate(document)
+
+
+def _rule() -> FiredRule:
+    return FiredRule(
+        rule_id="test-rule",
+        mode="active",
+        outcome="refer",
+        priority=Priority.P2,
+        criteria=[Criterion.GROOMING],
+        matched=["signals[0].category=grooming"],
+    )
+
+
+def _task(**overrides: Any) -> dict[str, Any]:
+    flag = make_flag()
+    task: dict[str, Any] = {
+        "task_id": task_id_for(flag.flag_id, POLICE),
+        "case_key": "org-test|acct|police:kent",
+        "flag_id": flag.flag_id,
+        "destination": POLICE,
+        "criteria": [Criterion.GROOMING],
+        "priority": Priority.P2,
+        "decision": "refer",
+        "rules": [_rule()],
+        "policy_version": "test.1",
+        "detected_at": DETECTED_AT,
+        "routed_at": DETECTED_AT,
+        "due_at": DETECTED_AT + timedelta(minutes=15),
+        "flag": flag,
+    }
+    task.update(overrides)
+    return task
+
+
+def test_referral_task_with_deterministic_id_is_accepted() -> None:
+    task = ReferralTask.model_validate(_task())
+    assert task.task_id == uuid5(TASK_NAMESPACE, f"{task.flag_id}:police:kent")
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        uuid4(),
+        UUID(int=0),
+        task_id_for(UUID(int=1), POLICE),
+        task_id_for(UUID(int=1), Destination(kind=DestinationKind.IWF)),
+    ],
+    ids=["random", "zero", "other-flag", "other-destination"],
+)
+def test_referral_task_refuses_a_task_id_not_derived_from_flag_and_destination(
+    task_id: UUID,
+) -> None:
+    with pytest.raises(ValidationError, match="task_id is not the uuid5"):
+        ReferralTask.model_validate(_task(task_id=task_id))
+
+
+def test_referral_task_refuses_a_task_id_for_another_destination_of_the_same_flag() -> None:
+    document = _task()
+    iwf_id = task_id_for(document["flag_id"], Destination(kind=DestinationKind.IWF))
+    with pytest.raises(ValidationError, match="task_id is not the uuid5"):
+        ReferralTask.model_validate({**document, "task_id": iwf_id})
+
+
+def test_referral_task_refuses_a_flag_id_that_differs_from_the_embedded_flag() -> None:
+    other = uuid4()
+    with pytest.raises(ValidationError, match="flag_id differs"):
+        ReferralTask.model_validate(_task(flag_id=other, task_id=task_id_for(other, POLICE)))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "police"}, "needs a force_id"),
+        ({"kind": "intl"}, "needs a mechanism and a country"),
+        ({"kind": "intl", "mechanism": "ncmec_cybertipline"}, "needs a mechanism and a country"),
+        ({"kind": "intl", "country": "US"}, "needs a mechanism and a country"),
+    ],
+)
+def test_destination_must_be_addressed(fields: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Destination.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"kind": "police", "force_id": "kent"}, "police:kent"),
+        ({"kind": "iwf"}, "iwf"),
+        (
+            {"kind": "intl", "mechanism": "ncmec_cybertipline", "country": "US"},
+            "intl:US:ncmec_cybertipline",
+        ),
+    ],
+)
+def test_addressed_destination_is_accepted(fields: dict[str, str], key: str) -> None:
+    assert Destination.model_validate(fields).key == key
+
+
+def _decision(**overrides: Any) -> dict[str, Any]:
+    decision: dict[str, Any] = {
+        "flag_id": uuid4(),
+        "outcome": Outcome.REFER,
+        "priority": Priority.P2,
+        "criteria": [Criterion.GROOMING],
+        "rules": [_rule()],
+        "policy_version": "test.1",
+        "destinations": [POLICE],
+        "detected_at": DETECTED_AT,
+        "decided_at": DETECTED_AT,
+    }
+    decision.update(overrides)
+    return decision
+
+
+def test_consistent_decisions_are_accepted() -> None:
+    Decision.model_validate(_decision())
+    Decision.model_validate(_decision(outcome=Outcome.NONE, priority=None, destinations=[]))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"outcome": Outcome.NONE, "priority": None},
+        {"outcome": Outcome.NONE, "destinations": []},
+        {"outcome": Outcome.REFER, "criteria": []},
+        {"outcome": Outcome.REVIEW, "criteria": []},
+        {"outcome": Outcome.REFER, "priority": None},
+        {"outcome": Outcome.REFER, "destinations": []},
+    ],
+    ids=[
+        "none-with-destinations",
+        "none-with-priority",
+        "refer-without-criteria",
+        "review-without-criteria",
+        "refer-without-priority",
+        "refer-without-destinations",
+    ],
+)
+def test_inconsistent_decisions_are_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Decision.model_validate(_decision(**overrides))

@@ -1,0 +1,201 @@
+"""The UK force directory and destination planning: the right force, the IWF, or abroad."""
+
+import re
+from typing import Any
+
+import pytest
+
+from schemas.flag import ModerationFlag
+from schemas.referral import Criterion, Destination, DestinationKind
+from services.router.destinations import plan, police_force
+from services.router.forces import uk_forces
+from tests.factories import image, make_flag, signal
+
+HOME = "thames-valley"
+
+
+def _child_in(**location: str) -> ModerationFlag:
+    return make_flag(child={"age_band": "13_15", "location": {"country": "GB", **location}})
+
+
+def test_directory_lists_the_46_uk_forces() -> None:
+    forces = uk_forces().forces
+    assert len(forces) == 46
+    england_and_wales = [f for f in forces.values() if f.nation in ("england", "wales")]
+    assert len(england_and_wales) == 43
+    assert {"police-scotland", "northern-ireland", "btp"} <= forces.keys()
+    assert all(force_id == force.force_id for force_id, force in forces.items())
+
+
+def test_every_force_has_101_and_an_https_website() -> None:
+    for force in uk_forces().forces.values():
+        assert force.phone == "101", force.force_id
+        assert force.website.startswith("https://"), force.force_id
+        assert force.name, force.force_id
+
+
+def test_every_postcode_area_maps_to_a_known_force() -> None:
+    directory = uk_forces()
+    assert directory.postcode_areas
+    for area, force_id in directory.postcode_areas.items():
+        assert re.fullmatch("[A-Z]{1,2}", area), area
+        assert force_id in directory.forces, area
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/router/data/uk_police_forces.json maps 78 postcode areas: 26 territorial "
+    "forces (Nottinghamshire, Sussex, Hampshire...) have none, so their children go to the "
+    "home force",
+)
+def test_every_territorial_force_is_reachable_by_postcode() -> None:
+    directory = uk_forces()
+    reachable = set(directory.postcode_areas.values())
+    assert sorted(set(directory.forces) - reachable - {"btp"}) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/router/data/uk_police_forces.json has no entry for these postcode areas",
+)
+@pytest.mark.parametrize(
+    ("district", "force_id"),
+    [
+        ("NG1", "nottinghamshire"),
+        ("BN1", "sussex"),
+        ("SO14", "hampshire"),
+    ],
+)
+def test_child_postcode_in_a_county_force_area_goes_to_that_force(
+    district: str, force_id: str
+) -> None:
+    assert police_force(_child_in(postcode_district=district), uk_forces(), HOME) == force_id
+
+
+@pytest.mark.parametrize(
+    ("location", "force_id"),
+    [
+        ({"force_id": "kent", "postcode_district": "M1"}, "kent"),
+        ({"force_id": "not-a-force", "postcode_district": "M1"}, "greater-manchester"),
+        ({"postcode_district": "M1"}, "greater-manchester"),
+        ({"postcode_district": "EH1"}, "police-scotland"),
+        ({"postcode_district": "BT1"}, "northern-ireland"),
+        ({"postcode_district": "SW1A"}, "metropolitan"),
+        ({"postcode_district": "B1"}, "west-midlands"),
+        ({"postcode_district": "BD1"}, "west-yorkshire"),
+        ({"postcode_district": "EC1A"}, "city-of-london"),
+        ({"postcode_district": "ME14"}, "kent"),
+        ({"postcode_district": "QQ1"}, HOME),
+        ({}, HOME),
+        ({"force_id": "not-a-force"}, HOME),
+    ],
+)
+def test_police_force_follows_the_child_location(location: dict[str, str], force_id: str) -> None:
+    assert police_force(_child_in(**location), uk_forces(), HOME) == force_id
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        None,
+        {"age_band": "under_13"},
+        {"location": {"country": "FR", "force_id": "kent", "postcode_district": "M1"}},
+    ],
+    ids=["no-child", "no-location", "child-abroad"],
+)
+def test_police_force_falls_back_to_the_home_force(child: dict[str, Any] | None) -> None:
+    assert police_force(make_flag(child=child), uk_forces(), HOME) == HOME
+
+
+def _iioc_flag(content: list[dict[str, Any]] | None = None, **extra: Any) -> ModerationFlag:
+    return make_flag(signals=[signal("iioc", 1.0, **extra)], content=content or [image()])
+
+
+def _kinds(destinations: list[Destination]) -> list[DestinationKind]:
+    return [destination.kind for destination in destinations]
+
+
+def _hash(*, external: bool, match: str = "exact") -> dict[str, Any]:
+    return {"list": "synthetic-test-list", "match": match, "external": external}
+
+
+@pytest.mark.parametrize(
+    ("flag", "criteria", "iwf"),
+    [
+        (_iioc_flag(hash_match=_hash(external=True)), (Criterion.IIOC,), True),
+        (_iioc_flag(hash_match=_hash(external=True, match="perceptual")), (Criterion.IIOC,), True),
+        (_iioc_flag(shared_externally=True), (Criterion.IIOC,), True),
+        (_iioc_flag([image(public=True)]), (Criterion.IIOC,), True),
+        (
+            _iioc_flag(hash_match=_hash(external=False), shared_externally=True),
+            (Criterion.IIOC,),
+            True,
+        ),
+        (_iioc_flag(hash_match=_hash(external=False)), (Criterion.IIOC,), False),
+        (
+            _iioc_flag(hash_match=_hash(external=False), shared_externally=False),
+            (Criterion.IIOC,),
+            False,
+        ),
+        (_iioc_flag(), (Criterion.IIOC,), False),
+        (
+            _iioc_flag([{**image(), "url": "https://cdn.example.org/private", "public": False}]),
+            (Criterion.IIOC,),
+            False,
+        ),
+        (
+            _iioc_flag([{**image(), "url": "https://cdn.example.org/unknown"}]),
+            (Criterion.IIOC,),
+            False,
+        ),
+        (_iioc_flag(shared_externally=True), (Criterion.GROOMING,), False),
+        (_iioc_flag(hash_match=_hash(external=True)), (Criterion.SAFETY,), False),
+    ],
+    ids=[
+        "external-exact-list",
+        "external-perceptual-list",
+        "shared-externally",
+        "public-url",
+        "platform-list-but-shared",
+        "platform-only-list",
+        "platform-only-list-not-shared",
+        "no-sharing-evidence",
+        "private-url",
+        "url-public-unknown",
+        "shared-but-no-iioc-criterion",
+        "external-list-but-no-iioc-criterion",
+    ],
+)
+def test_iwf_only_for_iioc_that_may_be_shared_elsewhere(
+    flag: ModerationFlag, criteria: tuple[Criterion, ...], iwf: bool
+) -> None:
+    destinations = plan(flag, criteria, uk_forces(), HOME)
+    expected = [DestinationKind.POLICE, DestinationKind.IWF] if iwf else [DestinationKind.POLICE]
+    assert _kinds(destinations) == expected
+    assert destinations[0].force_id == HOME
+
+
+@pytest.mark.parametrize(
+    ("country", "mechanism"),
+    [
+        ("US", "ncmec_cybertipline"),
+        ("CA", "cybertip_ca"),
+        ("AU", "accce"),
+        ("IE", "hotline_ie"),
+        ("FR", "local_police"),
+        ("DE", "local_police"),
+    ],
+)
+def test_organisation_outside_the_uk_gets_one_intl_destination(
+    country: str, mechanism: str
+) -> None:
+    flag = make_flag(
+        platform={"org_id": "org-test", "service": "chat", "country": country},
+        signals=[signal("iioc", 1.0, hash_match=_hash(external=True), shared_externally=True)],
+        content=[image(public=True)],
+        child={"location": {"country": "GB", "postcode_district": "M1"}},
+    )
+    destinations = plan(flag, (Criterion.IIOC, Criterion.GROOMING), uk_forces(), HOME)
+    assert destinations == [
+        Destination(kind=DestinationKind.INTL, mechanism=mechanism, country=country)
+    ]

@@ -1,0 +1,260 @@
+"""Case packets: what a person sends to the police or the IWF, built from metadata only."""
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import BaseModel
+
+from schemas.flag import ModerationFlag
+from schemas.packets import NO_IMAGES_STATEMENT, IwfPacket, Packet, PolicePacket
+from schemas.referral import DestinationKind, Priority, ReferralTask
+from services.referral.packets import Reporter, build_packet
+from services.router.forces import uk_forces
+from services.router.policy import default_policy
+from services.router.routing import route
+from tests.factories import DETECTED_AT, image, make_flag, signal
+
+HOME = "thames-valley"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CASE_ID = UUID("00000000-0000-4000-8000-000000000001")
+REPORTER = Reporter(
+    name="Example Platform Ltd",
+    safeguarding_contact="Safeguarding team, +44 20 0000 0000",
+    safeguarding_email="safeguarding@example.org",
+)
+EXTERNAL_EXACT = {"list": "synthetic-test-list", "match": "exact", "external": True}
+SUBJECT = {"account_id": "acct-test-packet", "username": "test_user", "ips": ["192.0.2.1"]}
+
+
+def _flag(*signals: dict[str, Any], minutes: int = 0, **overrides: Any) -> ModerationFlag:
+    detected = (DETECTED_AT + timedelta(minutes=minutes)).isoformat()
+    document: dict[str, Any] = {
+        "signals": list(signals),
+        "detected_at": detected,
+        "published_at": detected,
+        "subject": SUBJECT,
+        **overrides,
+    }
+    return make_flag(**document)
+
+
+def _tasks(flag: ModerationFlag, kind: DestinationKind) -> list[ReferralTask]:
+    routing = route(
+        flag, policy=default_policy(), directory=uk_forces(), home_force_id=HOME, now=NOW
+    )
+    return [task for task in routing.tasks if task.destination.kind is kind]
+
+
+def _packet(tasks: Sequence[ReferralTask]) -> Packet:
+    return build_packet(
+        case_id=CASE_ID,
+        version=1,
+        destination=tasks[0].destination,
+        tasks=tasks,
+        reporter=REPORTER,
+        directory=uk_forces(),
+        now=NOW,
+    )
+
+
+def _police(*flags: ModerationFlag) -> PolicePacket:
+    tasks = [task for flag in flags for task in _tasks(flag, DestinationKind.POLICE)]
+    packet = _packet(tasks)
+    assert isinstance(packet, PolicePacket)
+    return packet
+
+
+def _danger(**overrides: Any) -> ModerationFlag:
+    child = {"location": {"country": "GB", "force_id": "west-yorkshire"}}
+    return _flag(signal("safety", 0.9, immediate_danger=True), child=child, **overrides)
+
+
+def test_p0_packet_tells_the_sender_to_call_999_now() -> None:
+    packet = _police(_danger())
+    assert packet.priority is Priority.P0
+    assert "call 999 now" in packet.authority.instruction
+
+
+@pytest.mark.parametrize(
+    ("sig", "priority"),
+    [
+        (signal("coercion", 0.9), Priority.P1),
+        (signal("grooming", 0.95), Priority.P2),
+        (signal("grooming", 0.7), Priority.P3),
+    ],
+)
+def test_non_p0_packet_says_101_and_not_999(sig: dict[str, Any], priority: Priority) -> None:
+    packet = _police(_flag(sig))
+    assert packet.priority is priority
+    assert "101" in packet.authority.instruction
+    assert "999" not in packet.authority.instruction
+
+
+def test_a_later_p0_flag_makes_the_case_packet_say_999() -> None:
+    packet = _police(_flag(signal("grooming", 0.95)), _danger(minutes=5))
+    assert packet.priority is Priority.P0
+    assert "999" in packet.authority.instruction
+
+
+@pytest.mark.parametrize("force_id", ["west-yorkshire", "police-scotland", "northern-ireland"])
+def test_force_contact_comes_from_the_directory(force_id: str) -> None:
+    child = {"location": {"country": "GB", "force_id": force_id}}
+    packet = _police(_flag(signal("grooming", 0.95), child=child))
+    force = uk_forces().forces[force_id]
+    authority = packet.authority
+    assert (authority.kind, authority.id, authority.name, authority.phone, authority.website) == (
+        "police",
+        force.force_id,
+        force.name,
+        force.phone,
+        force.website,
+    )
+
+
+def test_packets_state_that_no_images_are_attached() -> None:
+    flag = _flag(
+        signal("iioc", 1.0, hash_match=EXTERNAL_EXACT),
+        content=[image(public=True)],
+        source={"system": "test-hasher", "version": "1", "kind": "hash_match"},
+    )
+    police = _packet(_tasks(flag, DestinationKind.POLICE))
+    iwf = _packet(_tasks(flag, DestinationKind.IWF))
+    assert police.no_images_attached == iwf.no_images_attached == NO_IMAGES_STATEMENT
+    assert NO_IMAGES_STATEMENT.startswith("No images or other content are attached")
+    assert '"no_images_attached":"No images' in police.model_dump_json()
+
+
+def test_timeline_has_one_entry_per_flag_in_detection_order() -> None:
+    flags = [
+        _flag(signal("grooming", 0.95), minutes=30),
+        _flag(signal("coercion", 0.9), minutes=0),
+        _flag(signal("grooming", 0.7), minutes=10),
+    ]
+    packet = _police(*flags)
+    ordered = sorted(flags, key=lambda flag: flag.detected_at)
+    assert [entry.flag_id for entry in packet.timeline] == [flag.flag_id for flag in ordered]
+    assert [entry.at for entry in packet.timeline] == [flag.detected_at for flag in ordered]
+    assert [entry.priority for entry in packet.timeline] == [
+        Priority.P1,
+        Priority.P3,
+        Priority.P2,
+    ]
+    assert packet.priority is Priority.P1
+
+
+def test_content_references_carry_hashes_and_urls() -> None:
+    content = [image("content-test-a", public=True), image("content-test-b")]
+    flag = _flag(signal("grooming", 0.95), content=content)
+    packet = _police(flag)
+    assert [(c.content_id, c.url, c.public, c.flag_id) for c in packet.content] == [
+        ("content-test-a", "https://cdn.example.org/content-test-a", True, flag.flag_id),
+        ("content-test-b", None, None, flag.flag_id),
+    ]
+    assert [c.hashes for c in packet.content] == [c.hashes for c in flag.content]
+    assert packet.content[0].hashes.sha256 is not None
+
+
+def test_subject_ips_are_merged_across_flags_without_duplicates() -> None:
+    first = _flag(
+        signal("grooming", 0.95),
+        subject={**SUBJECT, "ips": ["192.0.2.1", "192.0.2.2"]},
+    )
+    second = _flag(
+        signal("coercion", 0.9),
+        minutes=5,
+        subject={**SUBJECT, "ips": ["192.0.2.2", "2001:db8::1", "192.0.2.1"]},
+    )
+    packet = _police(first, second)
+    assert packet.subject.ips == [
+        ip_address("192.0.2.1"),
+        ip_address("192.0.2.2"),
+        ip_address("2001:db8::1"),
+    ]
+    assert packet.subject.account_id == SUBJECT["account_id"]
+
+
+def test_iwf_packet_lists_only_images_and_videos_with_their_hash_lists() -> None:
+    video = {**image("content-test-video", public=True), "media_type": "video"}
+    text = {"content_id": "content-test-text", "media_type": "text"}
+    flag = _flag(
+        signal("iioc", 1.0, hash_match=EXTERNAL_EXACT),
+        content=[image("content-test-image"), video, text],
+        source={"system": "test-hasher", "version": "1", "kind": "hash_match"},
+    )
+    packet = _packet(_tasks(flag, DestinationKind.IWF))
+    assert isinstance(packet, IwfPacket)
+    assert [(item.content_id, item.media_type.value) for item in packet.items] == [
+        ("content-test-image", "image"),
+        ("content-test-video", "video"),
+    ]
+    assert all(item.hash_lists == ["synthetic-test-list"] for item in packet.items)
+    assert (packet.authority.kind, packet.authority.id) == ("iwf", "iwf")
+
+
+@pytest.mark.parametrize(
+    ("country", "mechanism", "name"),
+    [
+        ("US", "ncmec_cybertipline", "NCMEC CyberTipline"),
+        ("AU", "accce", "Australian Centre to Counter Child Exploitation"),
+        ("FR", "local_police", "The local police of the organisation's country"),
+    ],
+)
+def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str) -> None:
+    platform = {"org_id": "org-test", "service": "chat", "country": country}
+    flag = _flag(signal("grooming", 0.95), platform=platform)
+    packet = _packet(_tasks(flag, DestinationKind.INTL))
+    assert (packet.authority.kind, packet.authority.id, packet.authority.name) == (
+        "intl",
+        mechanism,
+        name,
+    )
+
+
+CONTENT_LIKE = re.compile(
+    r"(^|_)(bytes|data|body|image|images|img|text|message|messages|blob|payload|base64|"
+    r"thumbnail|file|raw|attachment)(_|$)"
+)
+STATEMENT_FIELDS = {"no_images_attached"}
+"""The fixed statement that nothing is attached: named after images, but holds none."""
+
+
+def _property_names(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        yield from node.get("properties", {})
+        for value in node.values():
+            yield from _property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _property_names(value)
+
+
+PACKET_MODELS: list[type[BaseModel]] = [PolicePacket, IwfPacket]
+
+
+@pytest.mark.parametrize("model", PACKET_MODELS, ids=lambda model: model.__name__)
+def test_packet_models_have_no_field_named_for_content(model: type[BaseModel]) -> None:
+    names = set(_property_names(model.model_json_schema()))
+    assert len(names) > 20
+    assert sorted(n for n in names - STATEMENT_FIELDS if CONTENT_LIKE.search(n)) == []
+
+
+def _unbounded_strings(node: Any, path: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        bounds = ("maxLength", "const", "enum", "format", "pattern")
+        if node.get("type") == "string" and not any(key in node for key in bounds):
+            yield path
+        for key, value in node.items():
+            yield from _unbounded_strings(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _unbounded_strings(value, f"{path}/{index}")
+
+
+@pytest.mark.parametrize("model", PACKET_MODELS, ids=lambda model: model.__name__)
+def test_every_string_in_a_packet_is_bounded(model: type[BaseModel]) -> None:
+    assert list(_unbounded_strings(model.model_json_schema())) == []

@@ -1,0 +1,216 @@
+"""`route`: one decision per flag and one deterministic task per destination."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.flag import ModerationFlag, SignalCategory
+from schemas.referral import Criterion, DestinationKind, Outcome, Priority
+from services.referral.sla import DEFAULT_DEADLINES
+from services.router.forces import uk_forces
+from services.router.policy import DEFAULT_RULES, Policy, Rule, default_policy
+from services.router.routing import Routing, route
+from tests.factories import DETECTED_AT, image, make_flag, signal
+
+HOME = "thames-valley"
+NOW = datetime(2026, 11, 26, 9, 0, 5, tzinfo=UTC)
+EXTERNAL_EXACT = {"list": "synthetic-test-list", "match": "exact", "external": True}
+
+
+def _route(flag: ModerationFlag, *, now: datetime = NOW, policy: Policy | None = None) -> Routing:
+    return route(
+        flag,
+        policy=policy or default_policy(),
+        directory=uk_forces(),
+        home_force_id=HOME,
+        now=now,
+    )
+
+
+def _flag(*signals: dict[str, Any], kind: str = "classifier", **overrides: Any) -> ModerationFlag:
+    source = {"system": "test-source", "version": "1.0.0", "kind": kind}
+    return make_flag(source=source, signals=list(signals), **overrides)
+
+
+def _iioc_shared() -> ModerationFlag:
+    return _flag(
+        signal("iioc", 1.0, hash_match=EXTERNAL_EXACT),
+        kind="hash_match",
+        content=[image(public=True)],
+    )
+
+
+def test_no_report_flag_gives_a_none_decision_and_no_tasks() -> None:
+    flag = _flag(signal("other", 0.99))
+    routing = _route(flag)
+    assert routing.tasks == ()
+    decision = routing.decision
+    assert (decision.flag_id, decision.outcome, decision.priority) == (
+        flag.flag_id,
+        Outcome.NONE,
+        None,
+    )
+    assert (decision.criteria, decision.rules, decision.destinations) == ([], [], [])
+    assert (decision.detected_at, decision.decided_at) == (flag.detected_at, NOW)
+    assert decision.policy_version == default_policy().version
+
+
+def test_refer_gives_one_task_per_destination() -> None:
+    flag = _iioc_shared()
+    routing = _route(flag)
+    decision = routing.decision
+    assert decision.outcome is Outcome.REFER
+    assert [d.kind for d in decision.destinations] == [DestinationKind.POLICE, DestinationKind.IWF]
+    assert [task.destination for task in routing.tasks] == decision.destinations
+    assert len({task.task_id for task in routing.tasks}) == 2
+    for task in routing.tasks:
+        assert (task.flag, task.flag_id, task.detected_at) == (flag, flag.flag_id, DETECTED_AT)
+        assert (task.decision, task.priority, task.criteria) == (
+            "refer",
+            Priority.P1,
+            [Criterion.IIOC],
+        )
+
+
+def test_routing_the_same_flag_twice_gives_the_same_tasks_and_decision() -> None:
+    flag = _iioc_shared()
+    first = _route(flag, now=NOW)
+    again = _route(flag, now=NOW + timedelta(hours=3))
+    assert [t.task_id for t in first.tasks] == [t.task_id for t in again.tasks]
+    assert [t.model_dump(exclude={"routed_at"}) for t in first.tasks] == [
+        t.model_dump(exclude={"routed_at"}) for t in again.tasks
+    ]
+    assert first.decision.model_dump(exclude={"decided_at"}) == again.decision.model_dump(
+        exclude={"decided_at"}
+    )
+    assert again.decision.decided_at == NOW + timedelta(hours=3)
+
+
+def test_case_key_names_organisation_subject_and_destination() -> None:
+    subject = {"account_id": "acct-test-case", "ips": []}
+    flag = _flag(signal("grooming", 0.95), subject=subject)
+    (task,) = _route(flag).tasks
+    assert task.case_key == f"org-test|acct-test-case|police:{HOME}"
+
+
+def test_flags_about_one_subject_share_a_case_key_and_other_subjects_do_not() -> None:
+    same = {"account_id": "acct-test-same", "ips": []}
+    first = _route(_flag(signal("grooming", 0.95), subject=same)).tasks[0]
+    second = _route(_flag(signal("coercion", 0.9), subject=same)).tasks[0]
+    other = _route(_flag(signal("grooming", 0.95))).tasks[0]
+    elsewhere = _route(
+        _flag(
+            signal("grooming", 0.95),
+            subject=same,
+            platform={"org_id": "org-test-2", "service": "chat", "country": "GB"},
+        )
+    ).tasks[0]
+    assert first.task_id != second.task_id
+    assert first.case_key == second.case_key
+    assert other.case_key != first.case_key
+    assert elsewhere.case_key != first.case_key
+
+
+@pytest.mark.parametrize(
+    ("sig", "kind", "priority", "delay"),
+    [
+        (
+            signal("safety", 0.1, immediate_danger=True),
+            "classifier",
+            Priority.P0,
+            timedelta(seconds=60),
+        ),
+        (signal("coercion", 0.9), "classifier", Priority.P1, timedelta(minutes=5)),
+        (signal("grooming", 0.95), "classifier", Priority.P2, timedelta(minutes=15)),
+    ],
+)
+def test_refer_task_is_due_when_the_packet_must_be_ready(
+    sig: dict[str, Any], kind: str, priority: Priority, delay: timedelta
+) -> None:
+    (task,) = _route(_flag(sig, kind=kind)).tasks
+    assert (task.decision, task.priority) == ("refer", priority)
+    assert delay == DEFAULT_DEADLINES[priority].ready
+    assert task.due_at == task.detected_at + delay == DETECTED_AT + delay
+
+
+@pytest.mark.parametrize(
+    ("sig", "kind", "priority"),
+    [
+        (signal("coercion", 0.6), "classifier", Priority.P2),
+        (signal("grooming", 0.7), "classifier", Priority.P3),
+        (signal("grooming", 0.2), "user_report", Priority.P2),
+    ],
+)
+def test_review_task_is_due_when_the_review_must_be_done(
+    sig: dict[str, Any], kind: str, priority: Priority
+) -> None:
+    (task,) = _route(_flag(sig, kind=kind)).tasks
+    assert (task.decision, task.priority) == ("review", priority)
+    assert DEFAULT_DEADLINES[priority].review == timedelta(hours=4)
+    assert task.due_at == DETECTED_AT + timedelta(hours=4)
+
+
+def test_tasks_list_only_active_rules_while_the_decision_lists_shadow_ones_too() -> None:
+    shadow = Rule(
+        "shadow-test",
+        "refer",
+        Priority.P0,
+        categories=frozenset({SignalCategory.GROOMING}),
+        mode="shadow",
+    )
+    policy = Policy(version="test.shadow", rules=(*DEFAULT_RULES, shadow))
+    routing = _route(_flag(signal("grooming", 0.95)), policy=policy)
+    assert [rule.rule_id for rule in routing.decision.rules] == ["grooming-high", "shadow-test"]
+    (task,) = routing.tasks
+    assert [rule.rule_id for rule in task.rules] == ["grooming-high"]
+    assert (task.priority, task.policy_version) == (Priority.P2, "test.shadow")
+
+
+FLAGS: dict[str, Callable[[], ModerationFlag]] = {
+    "grooming": lambda: _flag(signal("grooming", 0.95)),
+    "grooming-public-image": lambda: _flag(
+        signal("grooming", 0.95, shared_externally=True), content=[image(public=True)]
+    ),
+    "iioc-shared": _iioc_shared,
+    "iioc-private": lambda: _flag(signal("iioc", 0.5), kind="moderator", content=[image()]),
+    "iioc-review": lambda: _flag(signal("iioc", 0.8), content=[image(public=True)]),
+    "danger-and-iioc": lambda: _flag(
+        signal("safety", 0.3, immediate_danger=True),
+        signal("iioc", 1.0, hash_match=EXTERNAL_EXACT),
+        kind="hash_match",
+    ),
+    "abroad": lambda: _flag(
+        signal("iioc", 1.0, hash_match=EXTERNAL_EXACT),
+        kind="hash_match",
+        platform={"org_id": "org-test", "service": "chat", "country": "US"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAGS))
+def test_every_task_has_criteria_and_iwf_only_with_iioc(name: str) -> None:
+    routing = _route(FLAGS[name]())
+    assert routing.tasks
+    for task in routing.tasks:
+        assert task.criteria
+        assert task.rules
+        if task.destination.kind is DestinationKind.IWF:
+            assert Criterion.IIOC in task.criteria
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"),
+    [
+        ("grooming", ["police"]),
+        ("grooming-public-image", ["police"]),
+        ("iioc-shared", ["police", "iwf"]),
+        ("iioc-private", ["police"]),
+        ("iioc-review", ["police", "iwf"]),
+        ("danger-and-iioc", ["police", "iwf"]),
+        ("abroad", ["intl"]),
+    ],
+)
+def test_task_destinations(name: str, kinds: list[str]) -> None:
+    assert [task.destination.kind.value for task in _route(FLAGS[name]()).tasks] == kinds
