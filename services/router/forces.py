@@ -23,11 +23,16 @@ class ForceDirectory:
     as_of: str
     forces: dict[str, Force]
     postcode_areas: dict[str, str]
+    postcode_districts: dict[str, str]
+    """Districts that lie in another force than most of their area (`CV1` → west-midlands)."""
 
     def for_postcode_district(self, district: str) -> Force | None:
-        """The force for a postcode district's area (`M1` → `M`, `SW1A` → `SW`), if mapped."""
-        area = _AREA.match(district.upper())
-        force_id = self.postcode_areas.get(area.group()) if area else None
+        """The force for a postcode district: its own entry, else its area's (`SW1A` → `SW`)."""
+        district = district.upper()
+        area = _AREA.match(district)
+        force_id = self.postcode_districts.get(district) or (
+            self.postcode_areas.get(area.group()) if area else None
+        )
         return self.forces.get(force_id) if force_id else None
 
 
@@ -38,7 +43,8 @@ def uk_forces() -> ForceDirectory:
     document = json.loads(text)
     forces = {f["force_id"]: Force(**f) for f in document["forces"]}
     areas: dict[str, str] = document["postcode_areas"]
-    unknown = sorted(set(areas.values()) - forces.keys())
+    districts: dict[str, str] = document["postcode_districts"]
+    unknown = sorted({*areas.values(), *districts.values()} - forces.keys())
     if unknown:
-        raise ValueError(f"postcode areas name unknown forces: {unknown}")
-    return ForceDirectory(document["as_of"], forces, areas)
+        raise ValueError(f"postcodes map to unknown forces: {unknown}")
+    return ForceDirectory(document["as_of"], forces, areas, districts)
