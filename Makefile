@@ -49,7 +49,7 @@ test-unit: install ## Run the unit tests only (no servers)
 lint: install ## ruff format check, ruff lint, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas services tests
+	$(BIN)/mypy schemas services tests benchmarks
 
 format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .

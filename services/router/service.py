@@ -111,6 +111,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_module.serve(metrics.registry, settings.api_host, settings.router_metrics_port)
     policy = default_policy()
     directory = uk_forces()
+    if settings.home_force_id not in directory.forces:
+        raise SystemExit(
+            f"CSAE_HOME_FORCE_ID={settings.home_force_id!r} is not a force id; "
+            f"one of: {', '.join(sorted(directory.forces))}"
+        )
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return FlagRouter(

@@ -21,12 +21,12 @@ NOW = datetime(2026, 11, 26, 9, 1, tzinfo=UTC)
 REPORTER = Reporter(name="Test Platform Ltd", safeguarding_contact="DSL, 020 0000 0000")
 
 
-def routed(flag: ModerationFlag) -> Routing:
+def routed(flag: ModerationFlag, home_force_id: str = "kent") -> Routing:
     return route(
         flag,
         policy=default_policy(),
         directory=uk_forces(),
-        home_force_id="kent",
+        home_force_id=home_force_id,
         now=NOW,
     )
 

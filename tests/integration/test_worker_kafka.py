@@ -72,11 +72,14 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
 ) -> None:
     routing = routed(make_flag(signals=[signal("coercion", 0.9)]))
     (task,) = routing.tasks
+    lost = routed(make_flag(signals=[signal("grooming", 0.95)]), home_force_id="no-such-force")
+    (unaddressable,) = lost.tasks
     await produce(
         settings,
         [
             (settings.topic_referrals, task.case_key.encode(), task.model_dump_json().encode()),
             (settings.topic_referrals, b"k", b'{"schema_version": 1, "task_id": "x"}'),
+            (settings.topic_referrals, b"k", unaddressable.model_dump_json().encode()),
             (
                 settings.topic_decisions,
                 str(routing.decision.flag_id).encode(),
@@ -118,7 +121,7 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
     healthy = Metrics(CollectorRegistry())
 
     async def until_committed() -> None:
-        await wait_for_commit(settings, settings.topic_referrals, settings.referral_group, 2)
+        await wait_for_commit(settings, settings.topic_referrals, settings.referral_group, 3)
         await wait_for_commit(settings, settings.topic_decisions, settings.referral_group, 1)
 
     await run_worker_until(settings, sessions, healthy, until_committed)
@@ -129,9 +132,11 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
     assert decision is not None
     assert decision.outcome == "refer"
 
-    (letter,) = [
+    letters = [
         RejectedMessage.model_validate_json(r.value)
-        for r in await read_topic(settings, settings.topic_dlq, 1)
+        for r in await read_topic(settings, settings.topic_dlq, 2)
     ]
-    assert (letter.topic, letter.reason.value) == (settings.topic_referrals, "invalid")
-    assert letter.consumer_group == settings.referral_group
+    assert {r.topic for r in letters} == {settings.topic_referrals}
+    assert sorted(r.errors[0].type for r in letters) == ["unknown_force", "uuid_parsing"]
+    assert {r.consumer_group for r in letters} == {settings.referral_group}
+    assert {r.flag_id for r in letters} == {None, unaddressable.flag_id}
