@@ -13,10 +13,11 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.referral import Criterion, DestinationKind, Priority
 from services.pipeline.settings import Settings
 from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
@@ -162,8 +163,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def list_cases(
         s: Db,
         status: CaseStatus | None = None,
-        destination: str | None = None,
-        priority: str | None = None,
+        destination: DestinationKind | None = None,
+        priority: Priority | None = None,
+        force: str | None = None,
+        criterion: Criterion | None = None,
+        since: AwareDatetime | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
     ) -> CasePage:
@@ -172,8 +176,11 @@ def create_app(settings: Settings) -> FastAPI:
         rows = await service.list_cases(
             session=s,
             status=status,
-            destination=destination,
-            priority=priority,
+            destination=destination.value if destination else None,
+            priority=priority.value if priority else None,
+            force_id=force,
+            criterion=criterion.value if criterion else None,
+            since=since,
             after=after,
             limit=limit + 1,
         )

@@ -234,11 +234,20 @@ async def list_cases(
     status: CaseStatus | None = None,
     destination: str | None = None,
     priority: str | None = None,
+    force_id: str | None = None,
+    criterion: str | None = None,
+    since: datetime | None = None,
     after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
 ) -> list[Case]:
     """Cases, newest last, after the (created_at, case_id) cursor."""
     query = select(Case).order_by(Case.created_at, Case.case_id).limit(limit)
+    if force_id is not None:
+        query = query.where(Case.force_id == force_id)
+    if criterion is not None:
+        query = query.where(Case.criteria.contains([criterion]))
+    if since is not None:
+        query = query.where(Case.created_at >= since)
     if status is not None:
         query = query.where(Case.status == status)
     if destination is not None:

@@ -89,6 +89,16 @@ async def test_cases_packets_and_flags_can_be_looked_up(
     listed = (await client.get("/v1/cases", headers=auth, params={"status": "ready"})).json()
     assert str(case_id) in [c["case_id"] for c in listed["items"]]
     assert all("subject_account_id" not in c for c in listed["items"])
+    for params, present in [
+        ({"force": "kent", "criterion": "coercion", "priority": "P1"}, True),
+        ({"force": "kent", "criterion": "grooming"}, False),
+        ({"destination": "iwf"}, False),
+        ({"since": "2099-01-01T00:00:00Z"}, False),
+    ]:
+        page = (await client.get("/v1/cases", headers=auth, params=params)).json()
+        assert (str(case_id) in [c["case_id"] for c in page["items"]]) is present, params
+    bad = await client.get("/v1/cases", headers=auth, params={"priority": "P9"})
+    assert bad.status_code == 422
 
     for missing in [
         f"/v1/cases/{uuid4()}",
