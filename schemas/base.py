@@ -1,8 +1,9 @@
 """The base of every contract model and the bounded field types they share."""
 
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 from schemas.media import embedded_media
 
@@ -30,8 +31,26 @@ ShortText = Annotated[str, _bounded(256), AfterValidator(_no_media)]
 """A short human-readable value (a username, a service name); never free text about content."""
 
 Url = Annotated[str, _bounded(2048, r"^https?://[^\s]+$"), AfterValidator(_no_media)]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
-"""ISO 3166-1 alpha-2, upper case."""
+
+
+def _iso_country(value: str) -> str:
+    # "UK" is reserved in ISO 3166-1 for the United Kingdom, whose code is GB: a UK platform that
+    # sends "UK" must still reach UK police, not be routed abroad.
+    return "GB" if value == "UK" else value
+
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_iso_country)]
+"""ISO 3166-1 alpha-2, upper case ("UK" is read as "GB")."""
+
+
+def _plausible(value: datetime) -> datetime:
+    if not 2000 <= value.year <= 2999:
+        raise ValueError("a timestamp of this service lies between the years 2000 and 2999")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
+"""A timezone-aware instant in a range every deadline computed from it can represent."""
 
 PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")]
 """The outward code of a UK postcode (e.g. `M1`, `SW1A`), never a full postcode."""

@@ -1,11 +1,12 @@
 """`ModerationFlag` v1: what an upstream classifier publishes on `csae.flags.v1`."""
 
+from datetime import timedelta
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.base import (
     Contract,
@@ -15,8 +16,12 @@ from schemas.base import (
     Label,
     PostcodeDistrict,
     ShortText,
+    Timestamp,
     Url,
 )
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far a source's detection clock may run ahead of its publishing clock."""
 
 
 class SourceKind(StrEnum):
@@ -114,7 +119,7 @@ class ContentRef(Contract):
     public: bool | None = None
     """Whether the URL can be reached without an account on the platform."""
     hashes: ContentHashes = ContentHashes()
-    uploaded_at: AwareDatetime | None = None
+    uploaded_at: Timestamp | None = None
     uploader_ip: IpAddress | None = None
 
 
@@ -146,11 +151,17 @@ class ModerationFlag(Contract):
 
     schema_version: Literal[1]
     flag_id: UUID
-    detected_at: AwareDatetime
-    published_at: AwareDatetime
+    detected_at: Timestamp
+    published_at: Timestamp
     source: Source
     platform: Platform
     signals: list[Signal] = Field(min_length=1, max_length=32)
     content: list[ContentRef] = Field(default_factory=list, max_length=64)
     subject: Subject
     child: Child | None = None
+
+    @model_validator(mode="after")
+    def _detected_before_published(self) -> Self:
+        if self.detected_at > self.published_at + MAX_CLOCK_SKEW:
+            raise ValueError("detected_at is later than published_at")
+        return self

@@ -8,9 +8,18 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.base import Contract, CountryCode, Identifier, Label, PostcodeDistrict, ShortText, Url
+from schemas.base import (
+    Contract,
+    CountryCode,
+    Identifier,
+    Label,
+    PostcodeDistrict,
+    ShortText,
+    Timestamp,
+    Url,
+)
 from schemas.flag import AgeBand, ContentHashes, IpAddress, MediaType
 from schemas.referral import Criterion, FiredRule, Priority
 
@@ -47,14 +56,16 @@ class ContentReference(Contract):
     url: Url | None = None
     public: bool | None = None
     hashes: ContentHashes
-    uploaded_at: AwareDatetime | None = None
+    uploaded_at: Timestamp | None = None
     uploader_ip: IpAddress | None = None
     flag_id: UUID
 
 
 class TimelineEntry(Contract):
-    at: AwareDatetime
+    at: Timestamp
     flag_id: UUID
+    decision: Literal["refer", "review"]
+    """`review`: the policy asked a person to check this flag; it is not confirmed."""
     source: Label
     source_kind: Label
     criteria: list[Criterion] = Field(max_length=4)
@@ -64,7 +75,7 @@ class TimelineEntry(Contract):
 class SubjectIdentifiers(Contract):
     account_id: Identifier
     username: ShortText | None = None
-    ips: list[IpAddress] = Field(default_factory=list, max_length=64)
+    ips: list[IpAddress] = Field(default_factory=list)
     country: CountryCode | None = None
 
 
@@ -76,22 +87,26 @@ class ChildKnown(Contract):
 
 
 class PolicePacket(Contract):
-    """A referral to a UK police force (or, outside the UK, the country's own mechanism)."""
+    """A referral to a UK police force (or, outside the UK, the country's own mechanism).
+
+    Its lists are built by this service from bounded flags, so they are not capped: a prolific
+    subject's case must never fail to build.
+    """
 
     kind: Literal["police"] = "police"
     case_id: UUID
     version: int = Field(ge=1)
-    built_at: AwareDatetime
+    built_at: Timestamp
     authority: Authority
     organisation: Organisation
     priority: Priority
     summary: str = Field(max_length=1024)
     criteria: list[Criterion] = Field(max_length=4)
-    rules: list[FiredRule] = Field(max_length=256)
-    timeline: list[TimelineEntry] = Field(max_length=1024)
+    rules: list[FiredRule]
+    timeline: list[TimelineEntry]
     subject: SubjectIdentifiers
-    children: list[ChildKnown] = Field(max_length=64)
-    content: list[ContentReference] = Field(max_length=4096)
+    children: list[ChildKnown]
+    content: list[ContentReference]
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
 
 
@@ -101,8 +116,8 @@ class IwfItem(Contract):
     url: Url | None = None
     publicly_reachable: bool | None = None
     hashes: ContentHashes
-    first_seen_at: AwareDatetime
-    hash_lists: list[Label] = Field(max_length=16)
+    first_seen_at: Timestamp
+    hash_lists: list[Label]
 
 
 class IwfPacket(Contract):
@@ -111,11 +126,11 @@ class IwfPacket(Contract):
     kind: Literal["iwf"] = "iwf"
     case_id: UUID
     version: int = Field(ge=1)
-    built_at: AwareDatetime
+    built_at: Timestamp
     authority: Authority
     organisation: Organisation
     priority: Priority
-    items: list[IwfItem] = Field(max_length=4096)
+    items: list[IwfItem]
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
 
 

@@ -4,9 +4,9 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 from uuid import UUID, uuid5
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from schemas.base import Contract, CountryCode, Label
+from schemas.base import Contract, CountryCode, Label, Timestamp
 from schemas.flag import ModerationFlag
 
 TASK_NAMESPACE = UUID("6f1c2f64-3a5e-4c4b-9d7e-2b1f0c8a9e51")
@@ -94,8 +94,8 @@ class Decision(Contract):
     rules: list[FiredRule] = Field(default_factory=list, max_length=64)
     policy_version: Label
     destinations: list[Destination] = Field(default_factory=list, max_length=8)
-    detected_at: AwareDatetime
-    decided_at: AwareDatetime
+    detected_at: Timestamp
+    decided_at: Timestamp
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -128,9 +128,9 @@ class ReferralTask(Contract):
     decision: Literal["refer", "review"]
     rules: list[FiredRule] = Field(min_length=1, max_length=64)
     policy_version: Label
-    detected_at: AwareDatetime
-    routed_at: AwareDatetime
-    due_at: AwareDatetime
+    detected_at: Timestamp
+    routed_at: Timestamp
+    due_at: Timestamp
     """When the case must be ready (refer) or reviewed (review)."""
     flag: ModerationFlag
 
@@ -149,6 +149,8 @@ class RejectionReason(StrEnum):
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     EMBEDDED_MEDIA = "embedded_media"
     INVALID = "invalid"
+    UNPROCESSABLE = "unprocessable"
+    """Valid, but the service could not process it: a bug to fix, reported instead of blocking."""
 
 
 class ValidationProblem(Contract):
@@ -170,4 +172,4 @@ class RejectedMessage(Contract):
     reason: RejectionReason
     errors: list[ValidationProblem] = Field(max_length=32)
     consumer_group: str = Field(max_length=255)
-    rejected_at: AwareDatetime
+    rejected_at: Timestamp

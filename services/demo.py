@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
@@ -54,7 +55,15 @@ async def run_demo(settings: Settings, path: Path, *, wait_seconds: float) -> in
                 rows = await s.scalars(
                     select(DecisionRecord).where(DecisionRecord.flag_id.in_(list(by_id)))
                 )
-                decisions = {str(d.flag_id): d for d in rows}
+                decided = {str(d.flag_id): d for d in rows}
+                tasks = await s.scalars(select(Task.flag_id).where(Task.flag_id.in_(list(by_id))))
+                placed = Counter(str(flag_id) for flag_id in tasks)
+            # A flag is done once every destination of its decision has its case.
+            decisions = {
+                flag_id: d
+                for flag_id, d in decided.items()
+                if placed[flag_id] == len(d.body["destinations"])
+            }
             if len(decisions) + len(refused) >= len(published):
                 break
             await asyncio.sleep(0.25)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.pipeline.kafka import ensure_topics
 from services.pipeline.settings import Settings
 from services.referral.database import new_engine, new_sessionmaker, upgrade
-from tests.infra import isolated_settings
+from tests.infra import delete_topics, isolated_settings
 
 
 def _plain_dsn(url: str, database: str) -> str:
@@ -58,7 +58,9 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 
 @pytest.fixture
-async def settings(database_url: str) -> Settings:
+async def settings(database_url: str) -> AsyncIterator[Settings]:
+    """Settings with topics of the test's own, deleted afterwards."""
     s = isolated_settings(database_url)
     await ensure_topics(s)
-    return s
+    yield s
+    await delete_topics(s)

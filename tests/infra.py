@@ -2,6 +2,9 @@
 
 from uuid import uuid4
 
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.pipeline.kafka import all_topics, client_options
 from services.pipeline.settings import Settings
 
 
@@ -20,3 +23,13 @@ def isolated_settings(database_url: str, **overrides: object) -> Settings:
         **overrides,
     }
     return Settings.model_validate(values)
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Remove a test's topics, so runs do not pile them up in the local broker."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        await admin.delete_topics(all_topics(settings))
+    finally:
+        await admin.close()

@@ -59,6 +59,18 @@ usage() {
   exit 2
 }
 
+# Installs a missing tool from Debian's packages when root, as postgres.sh does; else says how.
+install_package() {
+  local tool="$1" package="$2"
+  if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    die "${tool} not found; install it with: sudo apt-get install -y ${package}"
+  fi
+  say "${tool} not found: installing ${package} with apt-get"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${package}" >&2
+  command -v "${tool}" >/dev/null || die "${tool} still not found after installing ${package}"
+}
+
 # True when something accepts TCP connections at $1:$2.
 port_open() {
   # shellcheck disable=SC2016  # $1/$2 expand in the inner bash, on purpose
@@ -95,7 +107,7 @@ take_lock() {
 }
 
 need_tools() {
-  command -v java >/dev/null || die "java not found (Java 17+ needed; apt-get install -y openjdk-17-jre-headless)"
+  command -v java >/dev/null || install_package java openjdk-17-jre-headless
   command -v timeout >/dev/null || die "timeout (coreutils) not found"
 }
 
@@ -110,7 +122,7 @@ fetch_jars() {
   if [[ -f "${LIBS_MARKER}" && "$(cat "${LIBS_MARKER}")" == "${sha}" ]]; then
     return 0
   fi
-  command -v mvn >/dev/null || die "mvn not found; it is needed once to fetch the Kafka jars (apt-get install -y maven)"
+  command -v mvn >/dev/null || install_package mvn maven
   local -a extra=()
   read -r -a extra <<<"${CSAE_MAVEN_OPTS:-}"
   tmp="${LIBS}.tmp"

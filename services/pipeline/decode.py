@@ -2,11 +2,13 @@
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from schemas.media import embedded_media
 from schemas.referral import RejectionReason, ValidationProblem
@@ -14,6 +16,7 @@ from schemas.referral import RejectionReason, ValidationProblem
 M = TypeVar("M", bound=BaseModel)
 
 _MEDIA_MARK = "looks like embedded media"
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def _find_media(document: Any) -> tuple[list[str | int], str] | None:
@@ -31,7 +34,7 @@ def _find_media(document: Any) -> tuple[list[str | int], str] | None:
         elif isinstance(node, dict):
             for key, value in node.items():
                 pending.append((key, [*loc[:15], "<key>"]))
-                pending.append((value, [*loc[:15], str(key)[:64]]))
+                pending.append((value, [*loc[:15], _field_name(key)]))
         elif isinstance(node, list):
             pending.extend((value, [*loc[:15], index]) for index, value in enumerate(node))
     return None
@@ -57,14 +60,28 @@ def _readable_flag_id(document: Any) -> UUID | None:
     return None
 
 
+def _field_name(key: Any) -> str:
+    """A key as it may appear in a DLQ record: a field-like name, else a placeholder.
+
+    Keys are the sender's text; only short snake_case names (the contracts' own kind) are kept.
+    """
+    return key if isinstance(key, str) and _FIELD_NAME.fullmatch(key) else "<key>"
+
+
+def _safe_loc(error: ErrorDetails) -> list[str | int]:
+    """The error's location with sender-chosen names replaced (an extra field is `<extra>`)."""
+    loc = list(error["loc"])
+    if error["type"] == "extra_forbidden" and loc:
+        loc[-1] = "<extra>"
+    return [
+        part if isinstance(part, int) or part == "<extra>" else _field_name(part) for part in loc
+    ]
+
+
 def _problems(error: ValidationError) -> tuple[ValidationProblem, ...]:
     # Never copy `input` or `ctx` from pydantic's errors: they may hold the payload.
     return tuple(
-        ValidationProblem(
-            loc=[part if isinstance(part, int) else str(part)[:64] for part in e["loc"]][:16],
-            type=e["type"][:64],
-            msg=e["msg"][:512],
-        )
+        ValidationProblem(loc=_safe_loc(e)[:16], type=e["type"][:64], msg=e["msg"][:512])
         for e in error.errors(include_input=False, include_url=False)[:32]
     )
 
@@ -116,3 +133,18 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
         has_media = any(_MEDIA_MARK in p.msg for p in problems)
         reason = RejectionReason.EMBEDDED_MEDIA if has_media else RejectionReason.INVALID
         return Refusal(reason, problems, size, digest, flag_id)
+
+
+def unprocessable(raw: bytes | None, flag_id: UUID | None, error: str) -> Refusal:
+    """A refusal for a valid message that processing failed on; names only the error type."""
+    raw = raw or b""
+    problem = ValidationProblem(
+        loc=[], type=RejectionReason.UNPROCESSABLE.value, msg=f"processing failed: {error}"
+    )
+    return Refusal(
+        RejectionReason.UNPROCESSABLE,
+        (problem,),
+        len(raw),
+        hashlib.sha256(raw).hexdigest(),
+        flag_id,
+    )

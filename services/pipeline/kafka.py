@@ -175,8 +175,12 @@ async def consume_in_batches(
             metrics=metrics,
         )
         if not done:
+            # Hand the batch back: fetch it again. A partition lost in a rebalance meanwhile is
+            # re-read from its committed offset by its new owner.
+            assigned = consumer.assignment()
             for tp, partition in batches.items():
-                consumer.seek(tp, partition[0].offset)
+                if tp in assigned:
+                    consumer.seek(tp, partition[0].offset)
             continue
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
         try:

@@ -67,18 +67,6 @@ class Metrics:
             ["destination", "status"],
             registry=registry,
         )
-        self.cases_overdue = Gauge(
-            "csae_cases_overdue",
-            "Open cases past their deadline, by priority and stage.",
-            ["priority", "stage"],
-            registry=registry,
-        )
-        self.sla_breaches = Counter(
-            "csae_sla_breaches",
-            "Deadlines missed, each breach counted once, by priority and stage.",
-            ["priority", "stage"],
-            registry=registry,
-        )
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

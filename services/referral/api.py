@@ -22,7 +22,13 @@ from services.pipeline.settings import Settings
 from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
-from services.referral.exceptions import Conflict, InvalidRequest, NotFound, ReferralError
+from services.referral.exceptions import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ReferralError,
+)
 from services.referral.keys import Role, key_hash, load_keys
 from services.referral.models import Case
 
@@ -89,6 +95,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 _bearer = HTTPBearer(auto_error=False)
+_STATUS: dict[type[ReferralError], int] = {
+    InvalidRequest: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -130,11 +142,23 @@ def create_app(settings: Settings) -> FastAPI:
         return role
 
     Db = Annotated[AsyncSession, Depends(session)]  # noqa: N806 - a type alias
-    authorised = [Depends(caller)]
+
+    def allow(*roles: Role) -> list[Any]:
+        """Deny by default: only `roles` pass (401 without a key, 403 with another role)."""
+
+        async def check(role: Annotated[Role, Depends(caller)]) -> None:
+            if role not in roles:
+                raise Forbidden(f"the {role.value} role may not use this route")
+
+        return [Depends(check)]
+
+    # Viewers see lists, which carry no personal identifiers; cases, packets and flags do.
+    listing = allow(Role.VIEWER, Role.INVESTIGATOR, Role.ADMIN)
+    identifying = allow(Role.INVESTIGATOR, Role.ADMIN)
 
     @app.exception_handler(ReferralError)
     async def referral_error(request: Request, exc: ReferralError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+        status = _STATUS.get(type(exc), 400)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(_UnauthorizedError)
@@ -159,7 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"detail": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/v1/cases", dependencies=authorised, tags=["cases"])
+    @app.get("/v1/cases", dependencies=listing, tags=["cases"])
     async def list_cases(
         s: Db,
         status: CaseStatus | None = None,
@@ -191,7 +215,7 @@ def create_app(settings: Settings) -> FastAPI:
             next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
         )
 
-    @app.get("/v1/cases/{case_id}", dependencies=authorised, tags=["cases"])
+    @app.get("/v1/cases/{case_id}", dependencies=identifying, tags=["cases"])
     async def get_case(case_id: UUID, s: Db) -> CaseDetail:
         """One case with its flags and packet versions."""
         case = await service.get_case(session=s, case_id=case_id)
@@ -206,7 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
             packet_versions=list(range(1, case.packet_version + 1)),
         )
 
-    @app.get("/v1/cases/{case_id}/packets/{version}", dependencies=authorised, tags=["cases"])
+    @app.get("/v1/cases/{case_id}/packets/{version}", dependencies=identifying, tags=["cases"])
     async def get_packet(case_id: UUID, version: int, s: Db) -> dict[str, Any]:
         """One version of the case's packet, as JSON."""
         packet = await service.get_packet(session=s, case_id=case_id, version=version)
@@ -214,7 +238,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise NotFound(f"no packet version {version} for case {case_id}")
         return packet.body
 
-    @app.get("/v1/flags/{flag_id}", dependencies=authorised, tags=["flags"])
+    @app.get("/v1/flags/{flag_id}", dependencies=identifying, tags=["flags"])
     async def get_flag(flag_id: UUID, s: Db) -> FlagView:
         """The router's decision for a flag, no-report ones included, and the cases it joined."""
         decision = await service.get_decision(session=s, flag_id=flag_id)

@@ -5,6 +5,10 @@ class ReferralError(Exception):
     """Root of the service's own errors."""
 
 
+class Forbidden(ReferralError):
+    """The caller's role may not do this (403)."""
+
+
 class NotFound(ReferralError):
     """The case, packet or flag does not exist (404)."""
 

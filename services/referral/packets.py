@@ -64,7 +64,18 @@ def authority(destination: Destination, priority: Priority, directory: ForceDire
             instruction="Report through this mechanism; call the local emergency number if a "
             "child is in immediate danger.",
         )
-    force = directory.forces[destination.force_id or ""]
+    force = directory.forces.get(destination.force_id or "")
+    if force is None:
+        # The router knew a force this directory does not (a newer directory upstream): keep the
+        # referral, and tell the person sending it to confirm the force.
+        return Authority(
+            kind="police",
+            id=destination.force_id or "unknown",
+            name=f"Police force '{destination.force_id}' (not in this service's directory)",
+            phone="999" if priority is Priority.P0 else "101",
+            instruction="Confirm the child's local police force, then call "
+            + ("999 now." if priority is Priority.P0 else "101 and quote the case id."),
+        )
     instruction = (
         "A child is in immediate danger: call 999 now, then send this packet."
         if priority is Priority.P0
@@ -158,6 +169,7 @@ def build_police_packet(
             TimelineEntry(
                 at=t.detected_at,
                 flag_id=t.flag_id,
+                decision=t.decision,
                 source=t.flag.source.system,
                 source_kind=t.flag.source.kind.value,
                 criteria=t.criteria,
@@ -168,10 +180,10 @@ def build_police_packet(
         subject=SubjectIdentifiers(
             account_id=latest.subject.account_id,
             username=latest.subject.username,
-            ips=ips[:64],
+            ips=ips,
             country=latest.subject.country,
         ),
-        children=children[:64],
+        children=children,
         content=list(content.values()),
     )
 

@@ -1,7 +1,6 @@
 """The referral worker's Kafka edge: tasks and decisions in, one database transaction per batch."""
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -10,13 +9,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.referral import (
-    Decision,
-    DestinationKind,
-    ReferralTask,
-    RejectionReason,
-    ValidationProblem,
-)
+from schemas.referral import Decision, ReferralTask
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode
 from services.pipeline.dlq import dead_letter
@@ -70,28 +63,6 @@ class TaskRecorder:
         self._reporter = reporter_from(settings)
         self._clock = clock
 
-    def _addressable(self, task: ReferralTask, record: Record) -> ReferralTask | Refusal:
-        """Refuse a task whose police force is not in the directory: no packet could name it."""
-        force_id = task.destination.force_id
-        if (
-            task.destination.kind is not DestinationKind.POLICE
-            or force_id in self._directory.forces
-        ):
-            return task
-        raw = record.value or b""
-        problem = ValidationProblem(
-            loc=["destination", "force_id"],
-            type="unknown_force",
-            msg="force_id names no force in the directory of UK police forces",
-        )
-        return Refusal(
-            RejectionReason.INVALID,
-            (problem,),
-            len(raw),
-            hashlib.sha256(raw).hexdigest(),
-            task.flag_id,
-        )
-
     async def __call__(self, records: Sequence[Record]) -> None:
         s = self._settings
         now = self._clock()
@@ -106,8 +77,6 @@ class TaskRecorder:
                 ReferralTask if record.topic == s.topic_referrals else Decision
             )
             result = decode(record.value, model, max_bytes=cap)
-            if isinstance(result, ReferralTask):
-                result = self._addressable(result, record)
             if isinstance(result, Refusal):
                 letter = dead_letter(record, result, group=s.referral_group, now=now)
                 letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))

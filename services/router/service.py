@@ -1,6 +1,7 @@
 """The router's Kafka edge: decode each flag, route it, produce decisions, tasks, dead letters."""
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode
+from services.pipeline.decode import Refusal, decode, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -23,6 +24,8 @@ from services.pipeline.settings import Settings
 from services.router.forces import ForceDirectory, uk_forces
 from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -49,6 +52,25 @@ class FlagRouter:
         self._directory = directory
         self._clock = clock
 
+    def _route(self, record: Record, now: datetime) -> Routing | Refusal:
+        """Decode and route one flag; a flag the domain cannot handle is refused, not retried."""
+        result = decode(record.value, ModerationFlag, max_bytes=self._settings.max_flag_bytes)
+        if isinstance(result, Refusal):
+            return result
+        try:
+            return route(
+                result,
+                policy=self._policy,
+                directory=self._directory,
+                home_force_id=self._settings.home_force_id,
+                now=now,
+            )
+        except (ValueError, OverflowError) as exc:
+            # A valid flag that routing cannot handle is a bug of ours: say so loudly (log, DLQ,
+            # metric) instead of blocking every flag behind it on the partition.
+            log.exception("flag could not be routed", extra={"flag_id": result.flag_id})
+            return unprocessable(record.value, result.flag_id, type(exc).__name__)
+
     async def __call__(self, records: Sequence[Record]) -> None:
         s = self._settings
         messages: list[tuple[str, bytes | None, bytes]] = []
@@ -56,21 +78,15 @@ class FlagRouter:
         refused: list[tuple[str, str]] = []
         for record in records:
             now = self._clock()
-            result = decode(record.value, ModerationFlag, max_bytes=s.max_flag_bytes)
+            result = self._route(record, now)
             if isinstance(result, Refusal):
                 letter = dead_letter(record, result, group=s.router_group, now=now)
                 key = str(result.flag_id).encode() if result.flag_id else None
                 messages.append((s.topic_dlq, key, letter.model_dump_json().encode()))
                 refused.append((record.topic, result.reason.value))
                 continue
-            routing = route(
-                result,
-                policy=self._policy,
-                directory=self._directory,
-                home_force_id=s.home_force_id,
-                now=now,
-            )
-            flag_key = str(result.flag_id).encode()
+            routing = result
+            flag_key = str(routing.decision.flag_id).encode()
             messages.append(
                 (s.topic_decisions, flag_key, routing.decision.model_dump_json().encode())
             )

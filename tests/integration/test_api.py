@@ -135,3 +135,20 @@ async def test_case_list_pages_with_a_cursor_and_refuses_a_forged_one(
     assert len(seen) == len(set(seen)) >= 3
     forged = await client.get("/v1/cases", headers=auth, params={"cursor": "bm90LWEtY3Vyc29y"})
     assert forged.status_code == 400
+
+
+async def test_a_viewer_sees_lists_but_nothing_that_identifies_a_person(
+    database_url: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    viewer = create_key(keys, Role.VIEWER)
+    app = create_app(isolated_settings(database_url, api_keys_file=keys))
+    auth = {"Authorization": f"Bearer {viewer}"}
+    some = uuid4()
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+    ):
+        assert (await client.get("/v1/cases", headers=auth)).status_code == 200
+        for path in [f"/v1/cases/{some}", f"/v1/cases/{some}/packets/1", f"/v1/flags/{some}"]:
+            assert (await client.get(path, headers=auth)).status_code == 403, path

@@ -175,7 +175,7 @@ def _without(key: str) -> dict[str, Any]:
         (_without("subject"), ("subject",)),
         (_without("signals"), ("signals",)),
         (_without("detected_at"), ("detected_at",)),
-        (flag_document(message_text="free text"), ("message_text",)),
+        (flag_document(message_text="free text"), ("<extra>",)),
         (flag_document(signals=[signal(confidence=1.01)]), ("signals", 0, "confidence")),
         (flag_document(signals=[signal(confidence=-0.01)]), ("signals", 0, "confidence")),
         (flag_document(signals=[]), ("signals",)),
