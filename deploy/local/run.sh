@@ -15,6 +15,7 @@ API_PORT="${CSAE_API_PORT:-8000}"
 
 started=()
 pids=()
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   trap - EXIT INT TERM
   echo

@@ -9,6 +9,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 started=()
 
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   local status=$?
   for service in "${started[@]}"; do
