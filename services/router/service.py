@@ -68,7 +68,10 @@ class FlagRouter:
         except (ValueError, OverflowError) as exc:
             # A valid flag that routing cannot handle is a bug of ours: say so loudly (log, DLQ,
             # metric) instead of blocking every flag behind it on the partition.
-            log.exception("flag could not be routed", extra={"flag_id": result.flag_id})
+            log.error(  # no traceback: its text may quote the flag's values
+                "flag could not be routed",
+                extra={"flag_id": result.flag_id, "error": type(exc).__name__},
+            )
             return unprocessable(record.value, result.flag_id, type(exc).__name__)
 
     async def __call__(self, records: Sequence[Record]) -> None:
