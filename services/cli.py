@@ -6,6 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from services.pipeline import logs
 from services.pipeline.settings import Settings
 
@@ -150,7 +152,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False):
+            name = "CSAE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"csae: invalid configuration: {name}: {error['msg']}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
     try:
         code: int = args.handler(settings, args)

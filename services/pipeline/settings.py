@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     home_force_id: str = "metropolitan"
     """The reporting organisation's home police force, used when no location is known."""
-    org_name: str = "Example Platform Ltd"
-    safeguarding_contact: str = "Designated Safeguarding Lead, +44 20 0000 0000"
-    safeguarding_email: str | None = None
+    # Printed on every packet, so bounded as packets are: a value that no packet could hold is
+    # refused at start, not discovered when the first case is built.
+    org_name: str = Field(default="Example Platform Ltd", min_length=1, max_length=256)
+    safeguarding_contact: str = Field(
+        default="Designated Safeguarding Lead, +44 20 0000 0000", min_length=1, max_length=256
+    )
+    safeguarding_email: str | None = Field(default=None, max_length=256)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
