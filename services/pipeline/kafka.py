@@ -136,12 +136,11 @@ async def _handle_with_retry(
             await handle(records)
             return True
         except Exception as exc:  # a database error, say: retried, never dropped
-            failure = exc
-        metrics.batch_failures.labels(group).inc()
-        log.warning(
-            "batch failed; retrying",
-            extra={"group": group, "error": type(failure).__name__, "records": len(records)},
-        )
+            metrics.batch_failures.labels(group).inc()
+            log.warning(
+                "batch failed; retrying",
+                extra={"group": group, "error": type(exc).__name__, "records": len(records)},
+            )
         if stop.is_set() or time.monotonic() + delay > deadline:
             return False
         with contextlib.suppress(TimeoutError):

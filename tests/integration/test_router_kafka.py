@@ -97,10 +97,8 @@ async def test_router_routes_flags_and_dead_letters_bad_ones_without_their_bytes
         Decision.model_validate_json(r.value)
         for r in await read_topic(settings, settings.topic_decisions, 2)
     ]
-    tasks = [
-        ReferralTask.model_validate_json(r.value)
-        for r in await read_topic(settings, settings.topic_referrals, 2)
-    ]
+    task_records = await read_topic(settings, settings.topic_referrals, 2)
+    tasks = [ReferralTask.model_validate_json(r.value) for r in task_records]
     letters = await read_topic(settings, settings.topic_dlq, 4)
 
     by_flag = {str(d.flag_id): d for d in decisions}
@@ -108,9 +106,7 @@ async def test_router_routes_flags_and_dead_letters_bad_ones_without_their_bytes
     assert by_flag[none["flag_id"]].outcome == "none"
     assert {t.destination.key for t in tasks} == {"police:metropolitan", "iwf"}
     assert all(t.flag_id == UUID(refer["flag_id"]) for t in tasks)
-    assert {r.key for r in await read_topic(settings, settings.topic_referrals, 2)} == {
-        t.case_key.encode() for t in tasks
-    }
+    assert {r.key for r in task_records} == {t.case_key.encode() for t in tasks}
 
     records = [RejectedMessage.model_validate_json(r.value) for r in letters]
     reasons = sorted(r.reason.value for r in records)
