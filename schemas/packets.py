@@ -31,6 +31,21 @@ NO_IMAGES_STATEMENT = (
 NoImagesStatement = Annotated[str, StringConstraints(pattern=f"^{re.escape(NO_IMAGES_STATEMENT)}$")]
 """The one sentence a packet may carry about content: that none is attached."""
 
+# NSPCC Helpline for adults worried about a child, professionals included (nspcc.org.uk, checked
+# 2026-11-01). Pinned like the no-images statement: a packet carries this text and nothing else.
+NSPCC_GUIDANCE = (
+    "Not sure whether to report, or want to talk it through with a child protection "
+    "professional? The NSPCC Helpline advises adults worried about a child, professionals "
+    "included: call 0808 800 5000 or email help@nspcc.org.uk. If a child is in immediate "
+    "danger, call 999 now."
+)
+NspccGuidance = Annotated[str, StringConstraints(pattern=f"^{re.escape(NSPCC_GUIDANCE)}$")]
+
+ExternalReference = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 /._:#-]*$")
+]
+"""The receiver's reference for a referral: a police incident number, an IWF report reference."""
+
 
 class Authority(Contract):
     """Who receives the referral and how to reach them."""
@@ -86,6 +101,17 @@ class ChildKnown(Contract):
     postcode_district: PostcodeDistrict | None = None
 
 
+class Supplement(Contract):
+    """This packet adds to one already sent: the receiver should file it under that reference."""
+
+    supplements_version: int = Field(ge=1)
+    """The packet version that was sent."""
+    external_reference: ExternalReference
+    submitted_at: Timestamp
+    new_flag_ids: list[UUID]
+    """The flags that arrived after that version was sent."""
+
+
 class PolicePacket(Contract):
     """A referral to a UK police force (or, outside the UK, the country's own mechanism).
 
@@ -107,7 +133,9 @@ class PolicePacket(Contract):
     subject: SubjectIdentifiers
     children: list[ChildKnown]
     content: list[ContentReference]
+    supplement: Supplement | None = None
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
+    support: NspccGuidance = NSPCC_GUIDANCE
 
 
 class IwfItem(Contract):
@@ -131,7 +159,9 @@ class IwfPacket(Contract):
     organisation: Organisation
     priority: Priority
     items: list[IwfItem]
+    supplement: Supplement | None = None
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
+    support: NspccGuidance = NSPCC_GUIDANCE
 
 
 Packet = PolicePacket | IwfPacket

@@ -61,6 +61,18 @@ class Metrics:
             ["group"],
             registry=registry,
         )
+        self.cases_overdue = Gauge(
+            "csae_cases_overdue",
+            "Open cases past the deadline of the stage they wait in, at the last SLA sweep.",
+            ["priority", "stage"],
+            registry=registry,
+        )
+        self.sla_breaches = Counter(
+            "csae_sla_breaches",
+            "SLA breaches, each counted once: a stage done late or still not done by its deadline.",
+            ["priority", "stage"],
+            registry=registry,
+        )
         self.cases_written = Counter(
             "csae_cases_written",
             "Case rows created or extended by the referral worker, by destination kind and status.",

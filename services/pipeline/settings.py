@@ -3,8 +3,11 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.referral import Priority
+from services.referral.sla import DEFAULT_DEADLINES, Deadlines, with_defaults
 
 
 class Settings(BaseSettings):
@@ -52,4 +55,18 @@ class Settings(BaseSettings):
     )
     safeguarding_email: str | None = Field(default=None, max_length=256)
 
+    sla_deadlines: dict[Priority, Deadlines] = Field(
+        default_factory=lambda: dict(DEFAULT_DEADLINES)
+    )
+    """Per-priority deadlines, as JSON; a partial table overrides the defaults, e.g.
+    `CSAE_SLA_DEADLINES='{"P0": {"ready": 30}, "P3": {"submitted": "P5D"}}'`
+    (seconds or ISO 8601 durations)."""
+    sla_sweep_seconds: float = Field(default=15.0, gt=0)
+    """How often the worker checks the SLA clocks of open cases."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("sla_deadlines", mode="before")
+    @classmethod
+    def _merge_deadlines(cls, value: object) -> object:
+        return with_defaults(value)

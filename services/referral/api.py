@@ -3,21 +3,25 @@
 import base64
 import binascii
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Annotated, Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.media import embedded_media
+from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
 from schemas.referral import Criterion, DestinationKind, Priority
+from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
@@ -30,7 +34,11 @@ from services.referral.exceptions import (
     ReferralError,
 )
 from services.referral.keys import Role, key_hash, load_keys
+from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Case
+from services.referral.packet_text import render_text
+from services.referral.packets import Reporter
+from services.router.forces import uk_forces
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +60,63 @@ class CaseSummary(BaseModel):
     first_detected_at: datetime
     created_at: datetime
     updated_at: datetime
+    due_at: datetime | None
+    """The deadline of the stage the case waits in; None when nothing is due from us."""
+    due_stage: str | None
     review_due_at: datetime | None
-    ready_due_at: datetime
+    ready_due_at: datetime | None
     submitted_due_at: datetime
+    reviewed_at: datetime | None
     ready_at: datetime | None
+    submitted_at: datetime | None
+    acknowledged_at: datetime | None
+    closed_at: datetime | None
+    dismissed_at: datetime | None
     packet_version: int
+    submitted_version: int | None
+
+
+class TransitionView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    from_status: str | None
+    to_status: str
+    external_reference: str | None
+    note: str | None
+    packet_version: int | None
 
 
 class CaseDetail(CaseSummary):
     org_id: str
     subject_account_id: str
+    external_reference: str | None
     flag_ids: list[UUID]
     packet_versions: list[int]
+    allowed_transitions: list[CaseStatus]
+    transitions: list[TransitionView]
+    guidance: str | None
+    """For a case under review: where a reviewer unsure whether to report can get advice."""
+
+
+def _no_media(value: str) -> str:
+    reason = embedded_media(value)
+    if reason is not None:
+        raise ValueError(f"looks like embedded media ({reason}); notes are text only")
+    return value
+
+
+class TransitionRequest(BaseModel):
+    """Move a case on: `submitted` needs the receiver's reference, `dismissed` a note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: CaseStatus
+    external_reference: ExternalReference | None = None
+    note: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_no_media)] | None = (
+        None
+    )
 
 
 class CasePage(BaseModel):
@@ -81,8 +134,9 @@ class Problem(BaseModel):
     detail: str
 
 
-def _encode_cursor(case: Case) -> str:
-    raw = f"{case.created_at.isoformat()}|{case.case_id}"
+def _encode_cursor(case: Case, *, by_due: bool = False) -> str:
+    at = case.due_at if by_due and case.due_at is not None else case.created_at
+    raw = f"{at.isoformat()}|{case.case_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
@@ -94,6 +148,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidRequest("the cursor is not one this API issued") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    role: Role
+    key_id: str
+    """The first characters of the key's hash: names the key in the case history, not a person."""
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role.value}:{self.key_id}"
+
+
+_packet = TypeAdapter[Packet](Packet)
 _bearer = HTTPBearer(auto_error=False)
 _STATUS: dict[type[ReferralError], int] = {
     InvalidRequest: 400,
@@ -103,13 +169,26 @@ _STATUS: dict[type[ReferralError], int] = {
 }
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> FastAPI:
     """The API application, bound to `settings` (read once, by the caller)."""
     keys = load_keys(settings.api_keys_file)
     if not keys:
         log.warning("no API keys configured: every /v1 request will be refused")
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
+    metrics = Metrics(registry)
+    packets = service.Packets(
+        reporter=Reporter(
+            name=settings.org_name,
+            safeguarding_contact=settings.safeguarding_contact,
+            safeguarding_email=settings.safeguarding_email,
+        ),
+        directory=uk_forces(),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,20 +214,21 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Role:
-        role = keys.get(key_hash(credentials.credentials)) if credentials else None
+    ) -> Caller:
+        hashed = key_hash(credentials.credentials) if credentials else ""
+        role = keys.get(hashed)
         if role is None:
             raise _UnauthorizedError
-        return role
+        return Caller(role, hashed[:12])
 
     Db = Annotated[AsyncSession, Depends(session)]  # noqa: N806 - a type alias
 
     def allow(*roles: Role) -> list[Any]:
         """Deny by default: only `roles` pass (401 without a key, 403 with another role)."""
 
-        async def check(role: Annotated[Role, Depends(caller)]) -> None:
-            if role not in roles:
-                raise Forbidden(f"the {role.value} role may not use this route")
+        async def check(who: Annotated[Caller, Depends(caller)]) -> None:
+            if who.role not in roles:
+                raise Forbidden(f"the {who.role.value} role may not use this route")
 
         return [Depends(check)]
 
@@ -192,10 +272,12 @@ def create_app(settings: Settings) -> FastAPI:
         force: str | None = None,
         criterion: Criterion | None = None,
         since: AwareDatetime | None = None,
+        overdue: bool = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
     ) -> CasePage:
-        """Cases, oldest first, with cursor pagination."""
+        """Cases, oldest first, with cursor pagination; with `overdue=true`, only the cases past
+        the deadline of the stage they wait in, the most overdue first."""
         after = _decode_cursor(cursor) if cursor else None
         rows = await service.list_cases(
             session=s,
@@ -205,6 +287,7 @@ def create_app(settings: Settings) -> FastAPI:
             force_id=force,
             criterion=criterion.value if criterion else None,
             since=since,
+            overdue_at=clock() if overdue else None,
             after=after,
             limit=limit + 1,
         )
@@ -212,7 +295,7 @@ def create_app(settings: Settings) -> FastAPI:
         rows = rows[:limit]
         return CasePage(
             items=[CaseSummary.model_validate(r) for r in rows],
-            next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
+            next_cursor=_encode_cursor(rows[-1], by_due=overdue) if more and rows else None,
         )
 
     @app.get("/v1/cases/{case_id}", dependencies=identifying, tags=["cases"])
@@ -221,21 +304,79 @@ def create_app(settings: Settings) -> FastAPI:
         case = await service.get_case(session=s, case_id=case_id)
         if case is None:
             raise NotFound(f"no case {case_id}")
+        return await _detail(s, case)
+
+    async def _detail(s: AsyncSession, case: Case) -> CaseDetail:
         summary = CaseSummary.model_validate(case).model_dump()
+        history = await service.case_transitions(session=s, case_id=case.case_id)
         return CaseDetail(
             **summary,
             org_id=case.org_id,
             subject_account_id=case.subject_account_id,
-            flag_ids=await service.case_flag_ids(session=s, case_id=case_id),
+            external_reference=case.external_reference,
+            flag_ids=await service.case_flag_ids(session=s, case_id=case.case_id),
             packet_versions=list(range(1, case.packet_version + 1)),
+            allowed_transitions=list(PERSON_TRANSITIONS[case.status]),
+            transitions=[TransitionView.model_validate(t) for t in history],
+            guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
         )
 
-    @app.get("/v1/cases/{case_id}/packets/{version}", dependencies=identifying, tags=["cases"])
-    async def get_packet(case_id: UUID, version: int, s: Db) -> dict[str, Any]:
-        """One version of the case's packet, as JSON."""
+    @app.post(
+        "/v1/cases/{case_id}/transitions",
+        dependencies=identifying,
+        tags=["cases"],
+        responses={400: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}},
+    )
+    async def transition(
+        case_id: UUID,
+        request: TransitionRequest,
+        who: Annotated[Caller, Depends(caller)],
+        s: Db,
+    ) -> CaseDetail:
+        """Move a case on: approve (`ready`) or dismiss a review, record it `submitted` with the
+        receiver's reference, then `acknowledged`, then `closed`. An illegal move answers 409
+        naming the case's state and the moves it allows."""
+        now = clock()
+        async with s.begin():
+            case, previous = await service.transition_case(
+                session=s,
+                case_id=case_id,
+                to=request.to,
+                actor=who.actor,
+                now=now,
+                packets=packets,
+                external_reference=request.external_reference,
+                note=request.note,
+            )
+        if previous is CaseStatus.READY and case.ready_at is not None:
+            metrics.stage_seconds.labels("ready_to_submitted", case.priority).observe(
+                max((now - case.ready_at).total_seconds(), 0.0)
+            )
+        log.info(
+            "case moved",
+            extra={"case_id": str(case_id), "from": previous.value, "to": case.status.value},
+        )
+        return await _detail(s, case)
+
+    @app.get(
+        "/v1/cases/{case_id}/packets/{version}",
+        dependencies=identifying,
+        tags=["cases"],
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def get_packet(
+        case_id: UUID,
+        version: int,
+        s: Db,
+        rendering: Annotated[Literal["json", "text"], Query(alias="format")] = "json",
+    ) -> Any:
+        """One version of the case's packet, as JSON, or with `format=text` as plain text to read
+        down the phone or paste into a web form."""
         packet = await service.get_packet(session=s, case_id=case_id, version=version)
         if packet is None:
             raise NotFound(f"no packet version {version} for case {case_id}")
+        if rendering == "text":
+            return PlainTextResponse(render_text(_packet.validate_python(packet.body)))
         return packet.body
 
     @app.get("/v1/flags/{flag_id}", dependencies=identifying, tags=["flags"])

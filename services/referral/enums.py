@@ -18,3 +18,11 @@ OPEN_STATUSES = (
     CaseStatus.SUBMITTED,
     CaseStatus.ACKNOWLEDGED,
 )
+
+
+class Stage(StrEnum):
+    """A stage with an SLA clock: a review decided, a packet ready, a packet submitted."""
+
+    REVIEW = "review"
+    READY = "ready"
+    SUBMITTED = "submitted"

@@ -19,3 +19,7 @@ class Conflict(ReferralError):
 
 class InvalidRequest(ReferralError):
     """The request is malformed in a way validation could not catch (400)."""
+
+
+class IllegalTransition(Conflict):
+    """The case cannot move from its current state to the one asked for (409)."""

@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -97,11 +98,53 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     review_due_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    ready_due_at: Mapped[datetime] = mapped_column(Timestamp)
+    """When a person must have approved or dismissed the case; None if it never was in review."""
+    ready_due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When the packet must be ready; None for a case a reviewer approved (review_due_at)."""
     submitted_due_at: Mapped[datetime] = mapped_column(Timestamp)
+    """When the (latest, maybe supplementary) packet must have been sent."""
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    """The deadline of the stage the case waits in now; None when nothing is due from us."""
+    due_stage: Mapped[str | None] = mapped_column(String(16))
+    """The stage `due_at` belongs to: review, ready or submitted."""
+    reviewed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When the case left review (approved, dismissed, or a referral joined it)."""
     ready_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When the case last became ready (again, for a supplementary packet)."""
+    submitted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dismissed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    external_reference: Mapped[str | None] = mapped_column(String(64))
+    """The receiver's reference: the police incident number, the IWF report reference."""
+    submitted_version: Mapped[int | None] = mapped_column(Integer)
+    """The packet version last sent; later versions are supplementary."""
+    review_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    ready_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    submitted_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When the sweep counted the stage's breach; set once, so a breach is counted once."""
     packet_version: Mapped[int] = mapped_column(Integer, default=0)
     """The latest packet version; 0 while no packet has been built (a case under review)."""
+
+
+class CaseTransition(Base):
+    __tablename__ = "case_transitions"
+    __table_args__ = {
+        "comment": "Every change of a case's state, with its actor and reason. Append-only."
+    }
+
+    transition_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(64))
+    """`system`, or the API key that made the change (`<role>:<key id>`), never a name."""
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    """None when the case was opened."""
+    to_status: Mapped[str] = mapped_column(String(16))
+    external_reference: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(1000))
+    packet_version: Mapped[int | None] = mapped_column(Integer)
+    """The packet version current after the change."""
 
 
 class Task(Base):
@@ -117,6 +160,8 @@ class Task(Base):
     priority: Mapped[str] = mapped_column(String(2))
     routed_at: Mapped[datetime] = mapped_column(Timestamp)
     received_at: Mapped[datetime] = mapped_column(Timestamp)
+    attached_version: Mapped[int] = mapped_column(Integer)
+    """The case's packet version when the task joined: later versions are the first to hold it."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     """The validated `ReferralTask`."""
 
@@ -129,4 +174,6 @@ class PacketRecord(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     built_at: Mapped[datetime] = mapped_column(Timestamp)
+    supplements_version: Mapped[int | None] = mapped_column(Integer)
+    """For a supplementary packet, the version already sent that it adds to."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -16,6 +16,7 @@ from schemas.packets import (
     Packet,
     PolicePacket,
     SubjectIdentifiers,
+    Supplement,
     TimelineEntry,
 )
 from schemas.referral import Destination, DestinationKind, FiredRule, Priority, ReferralTask
@@ -112,6 +113,7 @@ def build_police_packet(
     reporter: Reporter,
     directory: ForceDirectory,
     now: datetime,
+    supplement: Supplement | None = None,
 ) -> PolicePacket:
     flags = _flags(tasks)
     priority = _most_urgent(tasks)
@@ -155,6 +157,12 @@ def build_police_packet(
         f"{reporter.name}: {len(flags)} flag(s) detected between {first.isoformat()} and "
         f"{last.isoformat()}. Priority {priority.value}."
     )
+    if supplement is not None:
+        summary = (
+            f"Supplementary to the referral sent as {supplement.external_reference} "
+            f"(packet version {supplement.supplements_version}): "
+            f"{len(supplement.new_flag_ids)} new flag(s). " + summary
+        )
     return PolicePacket(
         case_id=case_id,
         version=version,
@@ -185,6 +193,7 @@ def build_police_packet(
         ),
         children=children,
         content=list(content.values()),
+        supplement=supplement,
     )
 
 
@@ -197,6 +206,7 @@ def build_iwf_packet(
     reporter: Reporter,
     directory: ForceDirectory,
     now: datetime,
+    supplement: Supplement | None = None,
 ) -> IwfPacket:
     items: dict[str, IwfItem] = {}
     for f in _flags(tasks):
@@ -231,6 +241,7 @@ def build_iwf_packet(
         organisation=reporter.organisation(tasks[0].flag.platform.org_id),
         priority=priority,
         items=list(items.values()),
+        supplement=supplement,
     )
 
 
@@ -243,6 +254,7 @@ def build_packet(
     reporter: Reporter,
     directory: ForceDirectory,
     now: datetime,
+    supplement: Supplement | None = None,
 ) -> Packet:
     """The packet for a case's destination, from every task attached to the case."""
     build = build_iwf_packet if destination.kind is DestinationKind.IWF else build_police_packet
@@ -254,4 +266,5 @@ def build_packet(
         reporter=reporter,
         directory=directory,
         now=now,
+        supplement=supplement,
     )

@@ -1,19 +1,31 @@
 """Persistence of decisions, flags, tasks, cases and packets. Every write is idempotent."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import DateTime, and_, func, literal, select, tuple_, update
+from sqlalchemy import case as case_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schemas.packets import Supplement
 from schemas.referral import Decision, Priority, ReferralTask
-from services.referral.enums import OPEN_STATUSES, CaseStatus
-from services.referral.models import Case, DecisionRecord, Flag, PacketRecord, Task
+from services.referral.enums import OPEN_STATUSES, CaseStatus, Stage
+from services.referral.exceptions import NotFound
+from services.referral.lifecycle import SYSTEM_ACTOR, SYSTEM_TRANSITIONS, check_transition
+from services.referral.models import (
+    Case,
+    CaseTransition,
+    DecisionRecord,
+    Flag,
+    PacketRecord,
+    Task,
+)
 from services.referral.packets import Reporter, build_packet
-from services.referral.sla import DEFAULT_DEADLINES
+from services.referral.sla import DEFAULT_DEADLINES, Deadlines
 from services.router.forces import ForceDirectory
 
 _ORDER = list(Priority)
@@ -56,6 +68,7 @@ async def apply_tasks(
     reporter: Reporter,
     directory: ForceDirectory,
     now: datetime,
+    deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
 ) -> list[AppliedTask]:
     """Attach new tasks to their open cases (opening them when needed) and rebuild packets.
 
@@ -99,6 +112,7 @@ async def apply_tasks(
                 tasks=case_tasks,
                 reporter=reporter,
                 directory=directory,
+                deadlines=deadlines,
                 now=now,
             )
         )
@@ -113,6 +127,52 @@ async def _open_case(*, session: AsyncSession, case_key: str) -> Case | None:
     )
 
 
+def _due(task: ReferralTask, stage: Stage, deadlines: Mapping[Priority, Deadlines]) -> datetime:
+    """When `stage` is due for this task's flag: its clock starts at detection."""
+    allowed: timedelta = getattr(deadlines[task.priority], stage.value)
+    return task.detected_at + allowed
+
+
+def _earliest(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _target_status(current: CaseStatus | None, refer: bool) -> CaseStatus | None:
+    """Where a case goes when tasks join it (None: it stays where it is). Pure."""
+    if current is None:
+        return CaseStatus.READY if refer else CaseStatus.REVIEW
+    if current is CaseStatus.REVIEW and refer:
+        return CaseStatus.READY
+    if current in (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
+        return CaseStatus.READY  # new evidence on a case already sent: a supplement to send
+    return None
+
+
+def _start_clocks(
+    case: Case,
+    tasks: Sequence[ReferralTask],
+    target: CaseStatus | None,
+    deadlines: Mapping[Priority, Deadlines],
+) -> None:
+    """Set the case's deadlines for the stage the new tasks put it in. Pure over the row."""
+    refer = [t for t in tasks if t.decision == "refer"]
+    submitted = min(_due(t, Stage.SUBMITTED, deadlines) for t in tasks)
+    if case.status in (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
+        # A supplementary packet: fresh clocks from the new flags, and its own breaches.
+        case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in tasks)
+        case.submitted_due_at = submitted
+        case.ready_breached_at = case.submitted_breached_at = None
+        return
+    case.submitted_due_at = _earliest(case.submitted_due_at, submitted) or submitted
+    if target is CaseStatus.REVIEW or (target is None and case.status is CaseStatus.REVIEW):
+        case.review_due_at = _earliest(
+            case.review_due_at, *(_due(t, Stage.REVIEW, deadlines) for t in tasks)
+        )
+    elif target is CaseStatus.READY and refer:
+        case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in refer)
+
+
 async def _apply_to_case(
     *,
     session: AsyncSession,
@@ -120,12 +180,12 @@ async def _apply_to_case(
     tasks: list[ReferralTask],
     reporter: Reporter,
     directory: ForceDirectory,
+    deadlines: Mapping[Priority, Deadlines],
     now: datetime,
 ) -> list[AppliedTask]:
     first = tasks[0]
-    refer = any(t.decision == "refer" for t in tasks)
     case = await _open_case(session=session, case_key=case_key)
-    was_ready = case is not None and case.status is not CaseStatus.REVIEW
+    opened = case is None
     if case is None:
         case = Case(
             case_id=uuid4(),
@@ -143,25 +203,24 @@ async def _apply_to_case(
             first_detected_at=min(t.detected_at for t in tasks),
             created_at=now,
             updated_at=now,
-            ready_due_at=now,
-            submitted_due_at=now,
             packet_version=0,
         )
         session.add(case)
-    priority = min([Priority(case.priority), *(t.priority for t in tasks)], key=_ORDER.index)
-    case.priority = priority.value
+    target = _target_status(
+        None if opened else case.status, any(t.decision == "refer" for t in tasks)
+    )
+    case.priority = min(
+        [Priority(case.priority), *(t.priority for t in tasks)], key=_ORDER.index
+    ).value
     case.criteria = sorted({*case.criteria, *(c.value for t in tasks for c in t.criteria)})
     case.first_detected_at = min([case.first_detected_at, *(t.detected_at for t in tasks)])
-    deadlines = DEFAULT_DEADLINES[priority]
-    case.ready_due_at = case.first_detected_at + deadlines.ready
-    case.submitted_due_at = case.first_detected_at + deadlines.submitted
     case.updated_at = now
-    if refer and case.status is CaseStatus.REVIEW:
-        case.status = CaseStatus.READY
-        case.ready_at = now
-        case.review_due_at = None
-    elif case.status is CaseStatus.REVIEW:
-        case.review_due_at = case.first_detected_at + deadlines.review
+    _start_clocks(case, tasks, target, deadlines)
+    was_ready = not opened and case.status is CaseStatus.READY
+    if opened and target is not None:
+        case.status = target
+        case.ready_at = now if target is CaseStatus.READY else None
+        case.due_at, case.due_stage = _waiting_on(case)
     await session.flush()
 
     await session.execute(
@@ -176,6 +235,7 @@ async def _apply_to_case(
                     "priority": t.priority.value,
                     "routed_at": t.routed_at,
                     "received_at": now,
+                    "attached_version": case.packet_version,
                     "body": t.model_dump(mode="json"),
                 }
                 for t in tasks
@@ -183,34 +243,187 @@ async def _apply_to_case(
         )
         .on_conflict_do_nothing()
     )
-    if case.status is not CaseStatus.REVIEW:
-        await _rebuild_packet(
-            session=session, case=case, reporter=reporter, directory=directory, now=now
+    packets = Packets(reporter=reporter, directory=directory)
+    if opened:
+        if case.status is CaseStatus.READY:
+            await _rebuild_packet(session=session, case=case, packets=packets, now=now)
+        _log_transition(session, case, None, actor=SYSTEM_ACTOR, now=now, note="opened")
+    elif target is not None:
+        await _transition(
+            session=session,
+            case=case,
+            to=target,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            packets=packets,
+            by_system=True,
+            note=SYSTEM_TRANSITIONS[(case.status, target)],
         )
+    elif case.status is CaseStatus.READY:
+        await _rebuild_packet(session=session, case=case, packets=packets, now=now)
     became_ready = not was_ready and case.status is CaseStatus.READY
     return [AppliedTask(t, case.case_id, case.status, became_ready) for t in tasks]
 
 
-async def _rebuild_packet(
+@dataclass(frozen=True, slots=True)
+class Packets:
+    """What building a packet needs besides the case: the sender and the force directory."""
+
+    reporter: Reporter
+    directory: ForceDirectory
+
+
+def _waiting_on(case: Case) -> tuple[datetime | None, str | None]:
+    """The deadline the case waits on in its current state, and that stage's name."""
+    if case.status is CaseStatus.REVIEW:
+        return case.review_due_at, Stage.REVIEW.value
+    if case.status is CaseStatus.READY:
+        return case.submitted_due_at, Stage.SUBMITTED.value
+    return None, None
+
+
+def _log_transition(
+    session: AsyncSession,
+    case: Case,
+    previous: CaseStatus | None,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+    external_reference: str | None = None,
+) -> None:
+    session.add(
+        CaseTransition(
+            case_id=case.case_id,
+            at=now,
+            actor=actor,
+            from_status=previous.value if previous else None,
+            to_status=case.status.value,
+            external_reference=external_reference,
+            note=note,
+            packet_version=case.packet_version,
+        )
+    )
+
+
+async def _transition(
     *,
     session: AsyncSession,
     case: Case,
-    reporter: Reporter,
-    directory: ForceDirectory,
+    to: CaseStatus,
+    actor: str,
     now: datetime,
+    packets: Packets,
+    by_system: bool = False,
+    external_reference: str | None = None,
+    note: str | None = None,
 ) -> None:
-    """Build the next packet version from every task of the case; earlier versions stay."""
-    bodies = (await session.scalars(select(Task.body).where(Task.case_id == case.case_id))).all()
-    tasks = [ReferralTask.model_validate(body) for body in bodies]
+    """Every change of a case's state goes through here: checked, timestamped, logged."""
+    previous = case.status
+    check_transition(
+        previous, to, by_system=by_system, external_reference=external_reference, note=note
+    )
+    match (previous, to):
+        case (CaseStatus.REVIEW, CaseStatus.READY):
+            case.reviewed_at = case.ready_at = now
+            case.status = to
+            await _rebuild_packet(session=session, case=case, packets=packets, now=now)
+        case (CaseStatus.SUBMITTED | CaseStatus.ACKNOWLEDGED, CaseStatus.READY):
+            case.ready_at = now
+            case.status = to
+            await _rebuild_packet(session=session, case=case, packets=packets, now=now)
+        case (CaseStatus.REVIEW, CaseStatus.DISMISSED):
+            case.reviewed_at = case.dismissed_at = now
+        case (CaseStatus.READY, CaseStatus.SUBMITTED):
+            case.submitted_at = now
+            case.external_reference = external_reference
+            case.submitted_version = case.packet_version
+        case (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
+            case.acknowledged_at = now
+            case.external_reference = external_reference or case.external_reference
+        case (CaseStatus.ACKNOWLEDGED, CaseStatus.CLOSED):
+            case.closed_at = now
+    case.status = to
+    case.updated_at = now
+    case.due_at, case.due_stage = _waiting_on(case)
+    _log_transition(
+        session,
+        case,
+        previous,
+        actor=actor,
+        now=now,
+        note=note,
+        external_reference=external_reference,
+    )
+
+
+async def transition_case(
+    *,
+    session: AsyncSession,
+    case_id: UUID,
+    to: CaseStatus,
+    actor: str,
+    now: datetime,
+    packets: Packets,
+    external_reference: str | None = None,
+    note: str | None = None,
+) -> tuple[Case, CaseStatus]:
+    """A person moves a case; returns it with the state it left. Locks the row meanwhile."""
+    case = await session.scalar(select(Case).where(Case.case_id == case_id).with_for_update())
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    previous = case.status
+    await _transition(
+        session=session,
+        case=case,
+        to=to,
+        actor=actor,
+        now=now,
+        packets=packets,
+        external_reference=external_reference,
+        note=note,
+    )
+    return case, previous
+
+
+async def _rebuild_packet(
+    *, session: AsyncSession, case: Case, packets: Packets, now: datetime
+) -> None:
+    """Build the next packet version from every task of the case; earlier versions stay.
+
+    Once a version has been sent, the next one is a supplement naming it and the new flags.
+    """
+    rows = (
+        await session.execute(
+            select(Task.body, Task.attached_version)
+            .where(Task.case_id == case.case_id)
+            .order_by(Task.received_at, Task.task_id)
+        )
+    ).all()
+    tasks = [ReferralTask.model_validate(body) for body, _ in rows]
+    supplement = None
+    if case.submitted_version is not None and case.submitted_at and case.external_reference:
+        sent = case.submitted_version
+        supplement = Supplement(
+            supplements_version=sent,
+            external_reference=case.external_reference,
+            submitted_at=case.submitted_at,
+            new_flag_ids=list(
+                dict.fromkeys(
+                    t.flag_id for t, (_, at) in zip(tasks, rows, strict=True) if at >= sent
+                )
+            ),
+        )
     version = case.packet_version + 1
     packet = build_packet(
         case_id=case.case_id,
         version=version,
         destination=tasks[0].destination,
         tasks=tasks,
-        reporter=reporter,
-        directory=directory,
+        reporter=packets.reporter,
+        directory=packets.directory,
         now=now,
+        supplement=supplement,
     )
     session.add(
         PacketRecord(
@@ -218,10 +431,73 @@ async def _rebuild_packet(
             version=version,
             kind=packet.kind,
             built_at=now,
+            supplements_version=supplement.supplements_version if supplement else None,
             body=packet.model_dump(mode="json"),
         )
     )
     case.packet_version = version
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What one SLA sweep found: late cases now, and the breaches first seen by this sweep."""
+
+    overdue: dict[tuple[Priority, Stage], int]
+    breaches: list[tuple[Priority, Stage]]
+
+
+def _breach_conditions(now: datetime) -> dict[Stage, tuple[Any, Any]]:
+    """Per stage: the breach mark column, and when the stage was late (done after its deadline,
+    or still not done after it)."""
+    return {
+        Stage.REVIEW: (
+            Case.review_breached_at,
+            Case.review_due_at < func.coalesce(Case.reviewed_at, now),
+        ),
+        Stage.READY: (
+            Case.ready_breached_at,
+            Case.ready_due_at < func.coalesce(Case.ready_at, now),
+        ),
+        Stage.SUBMITTED: (
+            Case.submitted_breached_at,
+            and_(
+                Case.status.not_in([CaseStatus.REVIEW, CaseStatus.DISMISSED]),
+                Case.submitted_due_at
+                < case_(
+                    (Case.status == CaseStatus.READY, literal(now, DateTime(timezone=True))),
+                    else_=Case.submitted_at,
+                ),
+            ),
+        ),
+    }
+
+
+async def sweep_sla(*, session: AsyncSession, now: datetime) -> Sweep:
+    """Count late cases by priority and stage, and mark each new breach so it counts once.
+
+    Marking is an UPDATE ... RETURNING under row locks, so concurrent sweeps (several workers)
+    never count the same breach twice.
+    """
+    breaches: list[tuple[Priority, Stage]] = []
+    for stage, (mark, late) in _breach_conditions(now).items():
+        marked = await session.scalars(
+            update(Case)
+            .where(mark.is_(None), late)
+            .values({mark.key: now})
+            .returning(Case.priority)
+            .execution_options(synchronize_session=False)
+        )
+        breaches.extend((Priority(p), stage) for p in marked.all())
+    overdue = {(p, stage): 0 for p in Priority for stage in Stage}
+    rows = await session.execute(
+        select(Case.priority, Case.due_stage, func.count())
+        .where(Case.due_at < now)
+        .group_by(Case.priority, Case.due_stage)
+    )
+    for priority, waiting, count in rows.all():
+        if waiting is not None:  # due_at is set with its stage, always
+            overdue[(Priority(priority), Stage(waiting))] = count
+    return Sweep(overdue=overdue, breaches=breaches)
 
 
 async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
@@ -237,11 +513,19 @@ async def list_cases(
     force_id: str | None = None,
     criterion: str | None = None,
     since: datetime | None = None,
+    overdue_at: datetime | None = None,
     after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
 ) -> list[Case]:
-    """Cases, newest last, after the (created_at, case_id) cursor."""
-    query = select(Case).order_by(Case.created_at, Case.case_id).limit(limit)
+    """Cases, oldest first, after the (created_at, case_id) cursor.
+
+    With `overdue_at`, only the cases whose current stage was due before it, the most overdue
+    first, after the (due_at, case_id) cursor.
+    """
+    key = (Case.due_at, Case.case_id) if overdue_at is not None else (Case.created_at, Case.case_id)
+    query = select(Case).order_by(*key).limit(limit)
+    if overdue_at is not None:
+        query = query.where(Case.due_at < overdue_at)
     if force_id is not None:
         query = query.where(Case.force_id == force_id)
     if criterion is not None:
@@ -255,8 +539,17 @@ async def list_cases(
     if priority is not None:
         query = query.where(Case.priority == priority)
     if after is not None:
-        query = query.where(tuple_(Case.created_at, Case.case_id) > tuple_(*after))
+        query = query.where(tuple_(*key) > tuple_(*after))
     return list((await session.scalars(query)).all())
+
+
+async def case_transitions(*, session: AsyncSession, case_id: UUID) -> list[CaseTransition]:
+    rows = await session.scalars(
+        select(CaseTransition)
+        .where(CaseTransition.case_id == case_id)
+        .order_by(CaseTransition.transition_id)
+    )
+    return list(rows.all())
 
 
 async def get_packet(*, session: AsyncSession, case_id: UUID, version: int) -> PacketRecord | None:

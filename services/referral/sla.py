@@ -1,13 +1,18 @@
-"""Service-level deadlines per priority, measured from `detected_at`. Pure."""
+"""Service-level deadlines per priority and stage, measured from `detected_at`. Pure."""
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from schemas.referral import Priority
 
 
-@dataclass(frozen=True, slots=True)
-class Deadlines:
+class Deadlines(BaseModel):
+    """How long each stage may take, from a flag's detection."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     ready: timedelta
     """From detection to a packet ready to send."""
     submitted: timedelta
@@ -15,13 +20,47 @@ class Deadlines:
     review: timedelta
     """From detection to a reviewer's decision, for review outcomes."""
 
+    @model_validator(mode="after")
+    def _ordered(self) -> "Deadlines":
+        for name in ("ready", "submitted", "review"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"the {name} deadline must be positive")
+        if self.ready > self.submitted:
+            raise ValueError("the ready deadline must not be later than the submitted deadline")
+        return self
 
+
+# The design's defaults (ARCHITECTURE.md §5).
 DEFAULT_DEADLINES: dict[Priority, Deadlines] = {
-    Priority.P0: Deadlines(timedelta(seconds=60), timedelta(minutes=15), timedelta(minutes=15)),
-    Priority.P1: Deadlines(timedelta(minutes=5), timedelta(hours=24), timedelta(hours=4)),
-    Priority.P2: Deadlines(timedelta(minutes=15), timedelta(hours=72), timedelta(hours=4)),
-    Priority.P3: Deadlines(timedelta(hours=1), timedelta(days=7), timedelta(hours=4)),
+    Priority.P0: Deadlines(
+        ready=timedelta(seconds=60), submitted=timedelta(minutes=15), review=timedelta(minutes=15)
+    ),
+    Priority.P1: Deadlines(
+        ready=timedelta(minutes=5), submitted=timedelta(hours=24), review=timedelta(hours=4)
+    ),
+    Priority.P2: Deadlines(
+        ready=timedelta(minutes=15), submitted=timedelta(hours=72), review=timedelta(hours=4)
+    ),
+    Priority.P3: Deadlines(
+        ready=timedelta(hours=1), submitted=timedelta(days=7), review=timedelta(hours=4)
+    ),
 }
+
+
+def with_defaults(overrides: Any) -> Any:
+    """Merge a partial table (`{"P0": {"ready": 30}}`) over the defaults, for configuration."""
+    if not isinstance(overrides, dict):
+        return overrides
+    merged: dict[str, Any] = {p.value: d.model_dump() for p, d in DEFAULT_DEADLINES.items()}
+    for priority, stages in overrides.items():
+        key = priority.value if isinstance(priority, Priority) else priority
+        if key in merged and isinstance(stages, dict):
+            merged[key] = {**merged[key], **stages}
+        elif isinstance(stages, Deadlines):
+            merged[key] = stages.model_dump()
+        else:
+            merged[key] = stages  # left for validation to refuse
+    return merged
 
 
 def first_due_at(

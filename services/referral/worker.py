@@ -1,12 +1,14 @@
 """The referral worker's Kafka edge: tasks and decisions in, one database transaction per batch."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask
@@ -94,6 +96,7 @@ class TaskRecorder:
                 tasks=tasks,
                 reporter=self._reporter,
                 directory=self._directory,
+                deadlines=s.sla_deadlines,
                 now=now,
             )
         if letters:
@@ -111,6 +114,44 @@ class TaskRecorder:
             log.info("tasks applied", extra={"tasks": len(applied), "decisions": len(decisions)})
 
 
+class SlaSweeper:
+    """Checks the SLA clocks of every case: sets the overdue gauge, counts new breaches once."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+        self._clock = clock
+
+    async def sweep_once(self) -> service.Sweep:
+        async with self._sessions() as session, session.begin():
+            found = await service.sweep_sla(session=session, now=self._clock())
+        for (priority, stage), count in found.overdue.items():
+            self._metrics.cases_overdue.labels(priority.value, stage.value).set(count)
+        for priority, stage in found.breaches:
+            self._metrics.sla_breaches.labels(priority.value, stage.value).inc()
+        if found.breaches:
+            log.warning("SLA breaches found", extra={"breaches": len(found.breaches)})
+        return found
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """Sweep every `interval` seconds until `stop`; a database failure waits for the next."""
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning(
+                    "SLA sweep failed; next in %ss", interval, extra={"error": type(exc).__name__}
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the referral worker until SIGTERM/SIGINT (or `stop`)."""
     stop = stop or asyncio.Event()
@@ -126,6 +167,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             producer, sessions=sessions, settings=settings, metrics=metrics, directory=directory
         )
 
+    sweeper = asyncio.create_task(
+        SlaSweeper(sessions=sessions, metrics=metrics).run(settings.sla_sweep_seconds, stop)
+    )
     try:
         await run_consumer_service(
             settings,
@@ -136,4 +180,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             stop=stop,
         )
     finally:
+        stop.set()
+        await sweeper
         await engine.dispose()

@@ -3,6 +3,7 @@
 read back through the API, the dead-letter topic and the metrics endpoints."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -91,11 +92,15 @@ def _start(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen[bytes]
 def _environment(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process exactly `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CSAE_")}
+    plain = settings.model_dump(mode="json")
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if value is not None:
-            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-            env[f"CSAE_{name.upper()}"] = str(plain)
+        if isinstance(value, SecretStr):
+            env[f"CSAE_{name.upper()}"] = value.get_secret_value()
+        elif isinstance(plain[name], dict | list):
+            env[f"CSAE_{name.upper()}"] = json.dumps(plain[name])
+        elif value is not None:
+            env[f"CSAE_{name.upper()}"] = str(value)
     return env
 
 
