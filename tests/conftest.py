@@ -28,9 +28,8 @@ def _plain_dsn(url: str, database: str) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-async def database_url() -> AsyncIterator[str]:
-    """A fresh, migrated database on the server at CSAE_DATABASE_URL; dropped afterwards."""
+async def _create_database() -> str:
+    """A fresh, migrated database on the server at CSAE_DATABASE_URL."""
     base = Settings().database_url
     name = f"csae_test_{uuid4().hex[:12]}"
     admin = await asyncpg.connect(_plain_dsn(base, "postgres"))
@@ -40,12 +39,41 @@ async def database_url() -> AsyncIterator[str]:
         await admin.close()
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     await asyncio.to_thread(upgrade, url)
-    yield url
-    admin = await asyncpg.connect(_plain_dsn(base, "postgres"))
+    return url
+
+
+async def _drop_database(url: str) -> None:
+    name = make_url(url).database or ""
+    admin = await asyncpg.connect(_plain_dsn(Settings().database_url, "postgres"))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A fresh, migrated database for the whole run; dropped afterwards."""
+    url = await _create_database()
+    yield url
+    await _drop_database(url)
+
+
+@pytest.fixture
+async def own_database_url() -> AsyncIterator[str]:
+    """A database of the test's own, for tests that look at every case (the SLA sweep)."""
+    url = await _create_database()
+    yield url
+    await _drop_database(url)
+
+
+@pytest.fixture
+async def own_sessions(own_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = new_engine(own_database_url)
+    try:
+        yield new_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

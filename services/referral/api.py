@@ -238,7 +238,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     @app.exception_handler(ReferralError)
     async def referral_error(request: Request, exc: ReferralError) -> JSONResponse:
-        status = _STATUS.get(type(exc), 400)
+        status = next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 400)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(_UnauthorizedError)

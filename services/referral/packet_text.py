@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from schemas.flag import ContentHashes
 from schemas.packets import Authority, IwfPacket, Organisation, Packet, PolicePacket, Supplement
+from schemas.referral import Priority
 
 _HASH_NAMES = (
     ("md5", "MD5"),
@@ -31,11 +32,14 @@ def _hashes(hashes: ContentHashes, indent: str) -> list[str]:
 
 
 def _header(packet: Packet, title: str) -> list[str]:
-    return [
+    lines = [
         f"{title} · PRIORITY {packet.priority.value}",
         f"Case {packet.case_id} · packet version {packet.version} · built {_at(packet.built_at)}",
         "",
     ]
+    if packet.priority is Priority.P0:
+        lines = ["A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.", "", *lines]
+    return lines
 
 
 def _supplement(supplement: Supplement | None) -> list[str]:

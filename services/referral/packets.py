@@ -99,6 +99,29 @@ def _flags(tasks: Sequence[ReferralTask]) -> list[ModerationFlag]:
     return list(seen.values())
 
 
+def _children(flags: Sequence[ModerationFlag]) -> list[ChildKnown]:
+    """What the flags say of each child: one entry per child account, its details merged."""
+    known: dict[object, ChildKnown] = {}
+    for f in flags:
+        if f.child is None:
+            continue
+        location = f.child.location
+        child = ChildKnown(
+            account_id=f.child.account_id,
+            age_band=f.child.age_band,
+            country=location.country if location else None,
+            postcode_district=location.postcode_district if location else None,
+        )
+        key: object = child.account_id or child
+        earlier = known.get(key)
+        if earlier is not None:
+            # The latest flag's details win; what only an earlier flag knew is kept.
+            fields = child.model_dump(exclude_none=True)
+            child = earlier.model_copy(update=fields)
+        known[key] = child
+    return list(known.values())
+
+
 def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
     order = list(Priority)
     return min((t.priority for t in tasks), key=order.index)
@@ -123,18 +146,7 @@ def build_police_packet(
         rules.extend(rule for rule in task.rules if rule not in rules)
     latest = flags[-1]
     ips = list(dict.fromkeys(ip for f in flags for ip in f.subject.ips))
-    children = list(
-        dict.fromkeys(
-            ChildKnown(
-                account_id=f.child.account_id,
-                age_band=f.child.age_band,
-                country=f.child.location.country if f.child.location else None,
-                postcode_district=f.child.location.postcode_district if f.child.location else None,
-            )
-            for f in flags
-            if f.child is not None
-        )
-    )
+    children = _children(flags)
     content: dict[str, ContentReference] = {}
     for f in flags:
         for c in f.content:

@@ -1,0 +1,481 @@
+"""The case lifecycle on the real PostgreSQL: every transition through the API, supplementary
+packets after submission, and the SLA clocks swept with an injected clock (no wall-clock sleeps).
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.referral import ReferralTask
+from services.pipeline.metrics import Metrics
+from services.referral import service
+from services.referral.api import create_app
+from services.referral.enums import CaseStatus, Stage
+from services.referral.keys import Role, create_key
+from services.referral.models import Case
+from services.referral.sla import DEFAULT_DEADLINES
+from services.referral.worker import SlaSweeper
+from services.router.forces import uk_forces
+from tests.factories import DETECTED_AT, make_flag, signal
+from tests.infra import isolated_settings
+from tests.integration.test_cases_store import REPORTER, routed
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    clock: Clock
+    auth: dict[str, str]
+    viewer: dict[str, str]
+    metrics: Any
+
+    async def move(self, case_id: UUID, to: str, **fields: str) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/cases/{case_id}/transitions", json={"to": to, **fields}, headers=self.auth
+        )
+
+    async def case(self, case_id: UUID) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/cases/{case_id}", headers=self.auth)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def _api(url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    keys = tmp_path / "keys"
+    key = create_key(keys, Role.INVESTIGATOR)
+    viewer = create_key(keys, Role.VIEWER)
+    clock = Clock(DETECTED_AT + timedelta(minutes=2))
+    app = create_app(isolated_settings(url, api_keys_file=keys), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield Api(
+                client,
+                clock,
+                {"Authorization": f"Bearer {key}"},
+                {"Authorization": f"Bearer {viewer}"},
+                client,
+            )
+
+
+@pytest.fixture
+async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async for value in _api(database_url, tmp_path):
+        yield value
+
+
+@pytest.fixture
+async def own_api(own_database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async for value in _api(own_database_url, tmp_path):
+        yield value
+
+
+def account() -> dict[str, Any]:
+    return {"account_id": f"acct-life-{uuid4().hex[:8]}", "ips": ["192.0.2.9"]}
+
+
+def at(minutes: float) -> str:
+    moment = (DETECTED_AT + timedelta(minutes=minutes)).isoformat()
+    return moment
+
+
+async def apply(
+    sessions: async_sessionmaker[AsyncSession], tasks: list[ReferralTask], now: datetime
+) -> UUID:
+    async with sessions() as session, session.begin():
+        applied = await service.apply_tasks(
+            session=session, tasks=tasks, reporter=REPORTER, directory=uk_forces(), now=now
+        )
+    return applied[0].case_id
+
+
+def police_tasks(**flag: Any) -> list[ReferralTask]:
+    return [t for t in routed(make_flag(**flag)).tasks if t.destination.kind.value == "police"]
+
+
+async def test_a_review_case_is_approved_submitted_acknowledged_and_closed(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tasks = police_tasks(subject=account(), signals=[signal("grooming", 0.7)])
+    case_id = await apply(sessions, tasks, api.clock.now)
+    opened = await api.case(case_id)
+    assert (opened["status"], opened["packet_version"], opened["due_stage"]) == (
+        "review",
+        0,
+        "review",
+    )
+    assert opened["allowed_transitions"] == ["ready", "dismissed"]
+    assert "0808 800 5000" in opened["guidance"], "a reviewer is signposted to the NSPCC"
+
+    moments = {}
+    for step, (to, fields) in enumerate(
+        [
+            ("ready", {"note": "grooming pattern confirmed by a second reviewer"}),
+            ("submitted", {"external_reference": "KNT-20261126-0042"}),
+            ("acknowledged", {}),
+            ("closed", {"note": "force confirmed it has taken the case on"}),
+        ],
+        start=1,
+    ):
+        api.clock.now = DETECTED_AT + timedelta(hours=step)
+        moments[to] = api.clock.now
+        response = await api.move(case_id, to, **fields)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == to
+
+    closed = await api.case(case_id)
+    for to, column in [
+        ("ready", "reviewed_at"),
+        ("ready", "ready_at"),
+        ("submitted", "submitted_at"),
+        ("acknowledged", "acknowledged_at"),
+        ("closed", "closed_at"),
+    ]:
+        assert datetime.fromisoformat(closed[column]) == moments[to], column
+    assert closed["external_reference"] == "KNT-20261126-0042"
+    assert (closed["packet_version"], closed["submitted_version"]) == (1, 1)
+    assert closed["due_at"] is None
+    assert closed["allowed_transitions"] == []
+    assert closed["guidance"] is None
+    history = closed["transitions"]
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        (None, "review"),
+        ("review", "ready"),
+        ("ready", "submitted"),
+        ("submitted", "acknowledged"),
+        ("acknowledged", "closed"),
+    ]
+    assert history[0]["actor"] == "system"
+    assert {h["actor"] for h in history[1:]} == {history[1]["actor"]}
+    assert history[1]["actor"].startswith("investigator:")
+    assert history[1]["note"] == "grooming pattern confirmed by a second reviewer"
+    assert history[2]["external_reference"] == "KNT-20261126-0042"
+    assert history[1]["packet_version"] == 1, "approval builds the first packet"
+
+    packet = await api.client.get(f"/v1/cases/{case_id}/packets/1", headers=api.auth)
+    assert packet.json()["timeline"][0]["decision"] == "review"
+    assert "0808 800 5000" in packet.json()["support"]
+
+
+async def test_dismissing_needs_a_reason_and_a_dismissed_case_is_final(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[signal("grooming", 0.7)]), api.clock.now
+    )
+    missing = await api.move(case_id, "dismissed")
+    assert (missing.status_code, (await api.case(case_id))["status"]) == (400, "review")
+    assert "reason" in missing.json()["detail"]
+
+    dismissed = await api.move(case_id, "dismissed", note="adult accounts on both sides")
+    assert dismissed.status_code == 200
+    assert dismissed.json()["dismissed_at"] == dismissed.json()["reviewed_at"] is not None
+    again = await api.move(case_id, "ready")
+    assert again.status_code == 409
+    assert again.json()["detail"] == "the case is dismissed, a final state: it cannot move to ready"
+
+
+async def test_illegal_moves_answer_409_naming_the_state_and_the_allowed_moves(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[signal("coercion", 0.9)]), api.clock.now
+    )
+    assert (await api.case(case_id))["status"] == "ready"
+    for to in ["review", "ready", "acknowledged", "closed", "dismissed"]:
+        response = await api.move(case_id, to, note="n")
+        assert response.status_code == 409, to
+        assert response.json()["detail"] == (
+            "the case is ready; from ready it can move only to submitted"
+        )
+    no_reference = await api.move(case_id, "submitted")
+    assert no_reference.status_code == 400
+    assert "external_reference" in no_reference.json()["detail"]
+    bad_reference = await api.move(case_id, "submitted", external_reference="<script>")
+    assert bad_reference.status_code == 422
+    unknown = await api.move(case_id, "archived")
+    assert unknown.status_code == 422
+    assert (await api.case(case_id))["status"] == "ready", "nothing refused changed the case"
+    assert len((await api.case(case_id))["transitions"]) == 1
+
+
+async def test_transitions_need_an_investigator_and_an_existing_case(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[signal("coercion", 0.9)]), api.clock.now
+    )
+    body = {"to": "submitted", "external_reference": "KNT-1"}
+    path = f"/v1/cases/{case_id}/transitions"
+    assert (await api.client.post(path, json=body)).status_code == 401
+    assert (await api.client.post(path, json=body, headers=api.viewer)).status_code == 403
+    missing = await api.move(uuid4(), "submitted", external_reference="KNT-1")
+    assert missing.status_code == 404
+    media = await api.move(
+        case_id, "submitted", external_reference="KNT-1", note="data:image/png;base64,iVBORw0KGgo="
+    )
+    assert media.status_code == 422, "a note is text, never content"
+    assert (await api.case(case_id))["status"] == "ready"
+
+
+async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_one_sent(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    subject = account()
+    first = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
+    case_id = await apply(sessions, first, api.clock.now)
+    api.clock.now = DETECTED_AT + timedelta(minutes=30)
+    assert (await api.move(case_id, "submitted", external_reference="KNT-20261126-0042")).is_success
+
+    later = police_tasks(
+        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(60), published_at=at(60)
+    )
+    await apply(sessions, later, DETECTED_AT + timedelta(minutes=61))
+    case = await api.case(case_id)
+    assert (case["status"], case["packet_version"], case["submitted_version"]) == ("ready", 2, 1)
+    assert case["transitions"][-1]["from_status"] == "submitted"
+    assert case["transitions"][-1]["actor"] == "system"
+    allowed = DEFAULT_DEADLINES[later[0].priority].submitted
+    assert datetime.fromisoformat(case["submitted_due_at"]) == (
+        DETECTED_AT + timedelta(minutes=60) + allowed
+    ), "the supplement's clock starts at the new flag's detection"
+
+    sent = (await api.client.get(f"/v1/cases/{case_id}/packets/1", headers=api.auth)).json()
+    supplement = (await api.client.get(f"/v1/cases/{case_id}/packets/2", headers=api.auth)).json()
+    assert sent["supplement"] is None
+    assert len(sent["timeline"]) == 1, "the packet that was sent never changes"
+    assert supplement["supplement"] == {
+        "supplements_version": 1,
+        "external_reference": "KNT-20261126-0042",
+        "submitted_at": (DETECTED_AT + timedelta(minutes=30)).isoformat().replace("+00:00", "Z"),
+        "new_flag_ids": [str(later[0].flag_id)],
+    }
+    assert "Supplementary to the referral sent as KNT-20261126-0042" in supplement["summary"]
+
+    api.clock.now = DETECTED_AT + timedelta(minutes=70)
+    assert (await api.move(case_id, "submitted", external_reference="KNT-20261126-0042")).is_success
+    assert (await api.move(case_id, "acknowledged")).is_success
+    third = police_tasks(
+        subject=subject, signals=[signal("coercion", 0.95)], detected_at=at(90), published_at=at(90)
+    )
+    await apply(sessions, third, DETECTED_AT + timedelta(minutes=91))
+    case = await api.case(case_id)
+    assert (case["status"], case["packet_version"], case["submitted_version"]) == ("ready", 3, 2)
+    v3 = (await api.client.get(f"/v1/cases/{case_id}/packets/3", headers=api.auth)).json()
+    assert v3["supplement"]["supplements_version"] == 2
+    assert v3["supplement"]["new_flag_ids"] == [str(third[0].flag_id)]
+
+    async with sessions() as session, session.begin():
+        replayed = await service.apply_tasks(
+            session=session,
+            tasks=third,
+            reporter=REPORTER,
+            directory=uk_forces(),
+            now=DETECTED_AT + timedelta(minutes=95),
+        )
+    assert replayed == []
+    assert (await api.case(case_id))["packet_version"] == 3, "a replayed task changes nothing"
+
+
+async def test_packets_read_as_plain_text(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    danger = signal("coercion", 0.9, immediate_danger=True)
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[danger]), api.clock.now
+    )
+    response = await api.client.get(
+        f"/v1/cases/{case_id}/packets/1", params={"format": "text"}, headers=api.auth
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
+    assert "No images or other content are attached" in response.text
+    bad = await api.client.get(
+        f"/v1/cases/{case_id}/packets/1", params={"format": "pdf"}, headers=api.auth
+    )
+    assert bad.status_code == 422
+
+
+async def test_submitting_observes_the_ready_to_submitted_time(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[signal("coercion", 0.9)]), api.clock.now
+    )
+    api.clock.now += timedelta(minutes=40)
+    assert (await api.move(case_id, "submitted", external_reference="KNT-7")).is_success
+    text = (await api.client.get("/metrics/")).text
+    assert 'csae_stage_seconds_count{priority="P1",stage="ready_to_submitted"} 1.0' in text
+    assert 'csae_stage_seconds_sum{priority="P1",stage="ready_to_submitted"} 2400.0' in text
+
+
+def _sample(metrics: Metrics, name: str, priority: str, stage: Stage) -> float:
+    value = metrics.registry.get_sample_value(name, {"priority": priority, "stage": stage.value})
+    return value or 0.0
+
+
+async def test_the_sweep_finds_overdue_cases_and_counts_each_breach_once(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock(DETECTED_AT)
+    metrics = Metrics(CollectorRegistry())
+    sweeper = SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock)
+    # A P1 referral applied on time; a review; a P1 referral applied 10 min late (ready ≤ 5 min).
+    refer = police_tasks(subject=account(), signals=[signal("coercion", 0.9)])
+    review = police_tasks(subject=account(), signals=[signal("grooming", 0.7)])
+    late = police_tasks(subject=account(), signals=[signal("coercion", 0.9)])
+    assert [t[0].priority.value for t in (refer, late)] == ["P1", "P1"]
+    assert review[0].decision == "review"
+    rp = review[0].priority.value
+    on_time = await apply(own_sessions, refer, DETECTED_AT + timedelta(minutes=1))
+    await apply(own_sessions, review, DETECTED_AT + timedelta(minutes=1))
+    await apply(own_sessions, late, DETECTED_AT + timedelta(minutes=10))
+
+    clock.now = DETECTED_AT + timedelta(minutes=11)
+    first = await sweeper.sweep_once()
+    assert first.breaches == [(first.breaches[0][0], Stage.READY)]
+    assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 1
+    assert sum(first.overdue.values()) == 0
+
+    clock.now = DETECTED_AT + timedelta(hours=5)  # past the 4 h review deadline
+    await sweeper.sweep_once()
+    assert _sample(metrics, "csae_cases_overdue", rp, Stage.REVIEW) == 1
+    assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1
+
+    clock.now = DETECTED_AT + timedelta(hours=25)  # past the 24 h P1 submission deadline
+    for _ in range(3):
+        await sweeper.sweep_once()
+    assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 2
+    assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.SUBMITTED) == 2
+    assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1, "counted once"
+    assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 1, "counted once"
+
+    async with own_sessions() as session, session.begin():
+        await service.transition_case(
+            session=session,
+            case_id=on_time,
+            to=CaseStatus.SUBMITTED,
+            actor="investigator:test",
+            now=clock.now,
+            packets=service.Packets(reporter=REPORTER, directory=uk_forces()),
+            external_reference="KNT-late",
+        )
+    await sweeper.sweep_once()
+    assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
+    assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.SUBMITTED) == 2
+
+    # A second worker's sweeper over the same database finds nothing new to count.
+    other = Metrics(CollectorRegistry())
+    await SlaSweeper(sessions=own_sessions, metrics=other, clock=clock).sweep_once()
+    assert _sample(other, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
+    assert all(
+        _sample(other, "csae_sla_breaches_total", p, stage) == 0
+        for p in ("P0", "P1", "P2", "P3")
+        for stage in Stage
+    )
+
+
+async def test_a_stage_done_late_is_a_breach_even_when_no_sweep_saw_it_open(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    review = police_tasks(subject=account(), signals=[signal("grooming", 0.7)])
+    rp = review[0].priority.value
+    case_id = await apply(own_sessions, review, DETECTED_AT + timedelta(minutes=1))
+    async with own_sessions() as session, session.begin():
+        await service.transition_case(
+            session=session,
+            case_id=case_id,
+            to=CaseStatus.READY,
+            actor="investigator:test",
+            now=DETECTED_AT + timedelta(hours=6),
+            packets=service.Packets(reporter=REPORTER, directory=uk_forces()),
+        )
+    metrics = Metrics(CollectorRegistry())
+    await SlaSweeper(
+        sessions=own_sessions, metrics=metrics, clock=Clock(DETECTED_AT + timedelta(hours=7))
+    ).sweep_once()
+    assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1
+    assert _sample(metrics, "csae_cases_overdue", rp, Stage.REVIEW) == 0
+
+
+async def test_overdue_cases_are_listed_most_overdue_first(
+    own_api: Api, own_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    review = await apply(  # review due at +4 h
+        own_sessions,
+        police_tasks(subject=account(), signals=[signal("grooming", 0.7)]),
+        DETECTED_AT,
+    )
+    p1 = await apply(  # submission due at +24 h
+        own_sessions,
+        police_tasks(subject=account(), signals=[signal("coercion", 0.9)]),
+        DETECTED_AT,
+    )
+    await apply(  # P2 referral: submission due at +72 h, not yet late
+        own_sessions,
+        police_tasks(subject=account(), signals=[signal("grooming", 0.95)]),
+        DETECTED_AT,
+    )
+    own_api.clock.now = DETECTED_AT + timedelta(hours=30)
+    listed = await own_api.client.get(
+        "/v1/cases", params={"overdue": "true"}, headers=own_api.viewer
+    )
+    assert [c["case_id"] for c in listed.json()["items"]] == [str(review), str(p1)]
+    assert [c["due_stage"] for c in listed.json()["items"]] == ["review", "submitted"]
+
+    first = await own_api.client.get(
+        "/v1/cases", params={"overdue": "true", "limit": 1}, headers=own_api.viewer
+    )
+    second = await own_api.client.get(
+        "/v1/cases",
+        params={"overdue": "true", "limit": 1, "cursor": first.json()["next_cursor"]},
+        headers=own_api.viewer,
+    )
+    assert [c["case_id"] for c in first.json()["items"]] == [str(review)]
+    assert [c["case_id"] for c in second.json()["items"]] == [str(p1)]
+    assert second.json()["next_cursor"] is None
+
+    own_api.clock.now = DETECTED_AT + timedelta(hours=1)
+    early = await own_api.client.get(
+        "/v1/cases", params={"overdue": "true"}, headers=own_api.viewer
+    )
+    assert early.json()["items"] == []
+    everything = await own_api.client.get("/v1/cases", headers=own_api.viewer)
+    assert len(everything.json()["items"]) == 3
+
+
+async def test_cases_keep_their_deadlines_in_the_database(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    case_id = await apply(
+        sessions,
+        police_tasks(subject=account(), signals=[signal("coercion", 0.9, immediate_danger=True)]),
+        DETECTED_AT + timedelta(seconds=20),
+    )
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+    assert case is not None
+    assert case.priority == "P0"
+    assert case.ready_due_at == DETECTED_AT + timedelta(seconds=60)
+    assert case.submitted_due_at == DETECTED_AT + timedelta(minutes=15)
+    assert (case.due_at, case.due_stage) == (case.submitted_due_at, "submitted")
