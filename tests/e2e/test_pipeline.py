@@ -208,6 +208,32 @@ async def test_sample_flags_become_decisions_cases_packets_and_dead_letters(
         ).json()
         assert (review_case["status"], review_case["packet_versions"]) == ("review", [])
 
+        # A safeguarding lead approves the review and records the P0 referral as sent.
+        approved = await client.post(
+            f"{pipeline.api}/v1/cases/{review}/transitions",
+            json={"to": "ready", "note": "confirmed by the safeguarding lead"},
+            headers=headers,
+        )
+        assert (approved.status_code, approved.json()["packet_versions"]) == (200, [1])
+        sent = await client.post(
+            f"{pipeline.api}/v1/cases/{case_id}/transitions",
+            json={"to": "submitted", "external_reference": "WYP-20261126-0001"},
+            headers=headers,
+        )
+        assert (sent.status_code, sent.json()["status"]) == (200, "submitted")
+        text = await client.get(
+            f"{pipeline.api}/v1/cases/{case_id}/packets/1?format=text", headers=headers
+        )
+        assert text.text.startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
+
+        # The worker's SLA sweep runs from its start: its gauge is exported for every stage.
+        worker_port = pipeline.settings.worker_metrics_port
+        gauge = 'csae_cases_overdue{priority="P0",stage="submitted"} 0.0'
+        deadline = time.monotonic() + 30
+        while gauge not in (await client.get(f"http://127.0.0.1:{worker_port}/metrics")).text:
+            assert time.monotonic() < deadline, "the worker exported no SLA gauge in 30 s"
+            await asyncio.sleep(0.2)
+
     letters = [
         RejectedMessage.model_validate_json(r.value)
         for r in await read_topic(pipeline.settings, pipeline.settings.topic_dlq, len(REFUSED))
