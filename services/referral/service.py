@@ -220,7 +220,8 @@ async def _apply_to_case(
     if opened and target is not None:
         case.status = target
         case.ready_at = now if target is CaseStatus.READY else None
-        case.due_at, case.due_stage = _waiting_on(case)
+    # A more urgent flag can bring the deadline the case waits on forward.
+    case.due_at, case.due_stage = _waiting_on(case)
     await session.flush()
 
     await session.execute(

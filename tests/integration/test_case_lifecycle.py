@@ -479,3 +479,24 @@ async def test_cases_keep_their_deadlines_in_the_database(
     assert case.ready_due_at == DETECTED_AT + timedelta(seconds=60)
     assert case.submitted_due_at == DETECTED_AT + timedelta(minutes=15)
     assert (case.due_at, case.due_stage) == (case.submitted_due_at, "submitted")
+
+
+async def test_a_more_urgent_flag_brings_the_waiting_deadline_forward(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = account()
+    case_id = await apply(
+        sessions, police_tasks(subject=subject, signals=[signal("grooming", 0.95)]), DETECTED_AT
+    )
+    danger = police_tasks(
+        subject=subject,
+        signals=[signal("coercion", 0.9, immediate_danger=True)],
+        detected_at=at(30),
+        published_at=at(30),
+    )
+    await apply(sessions, danger, DETECTED_AT + timedelta(minutes=30, seconds=5))
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+    assert case is not None
+    assert (case.priority, case.status, case.due_stage) == ("P0", CaseStatus.READY, "submitted")
+    assert case.due_at == case.submitted_due_at == DETECTED_AT + timedelta(minutes=30 + 15)
