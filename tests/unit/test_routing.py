@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from schemas.flag import ModerationFlag, SignalCategory
+from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, DestinationKind, Outcome, Priority
 from services.referral.sla import DEFAULT_DEADLINES
 from services.router.forces import uk_forces
-from services.router.policy import DEFAULT_RULES, Policy, Rule, default_policy
+from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
 from tests.factories import DETECTED_AT, image, make_flag, signal
+from tests.policies import policy_with
 
 HOME = "thames-valley"
 NOW = datetime(2026, 11, 26, 9, 0, 5, tzinfo=UTC)
@@ -153,14 +154,13 @@ def test_review_task_is_due_when_the_review_must_be_done(
 
 
 def test_tasks_list_only_active_rules_while_the_decision_lists_shadow_ones_too() -> None:
-    shadow = Rule(
-        "shadow-test",
-        "refer",
-        Priority.P0,
-        categories=frozenset({SignalCategory.GROOMING}),
-        mode="shadow",
-    )
-    policy = Policy(version="test.shadow", rules=(*DEFAULT_RULES, shadow))
+    shadow = {
+        "id": "shadow-test",
+        "mode": "shadow",
+        "when": {"category": ["grooming"]},
+        "then": {"outcome": "refer", "priority": "P0"},
+    }
+    policy = policy_with(shadow, version="test.shadow")
     routing = _route(_flag(signal("grooming", 0.95)), policy=policy)
     assert [rule.rule_id for rule in routing.decision.rules] == ["grooming-high", "shadow-test"]
     (task,) = routing.tasks
