@@ -9,6 +9,7 @@ from schemas.referral import (
     Decision,
     Destination,
     Outcome,
+    Priority,
     ReferralTask,
     task_id_for,
 )
@@ -39,7 +40,13 @@ def route(
 ) -> Routing:
     verdict = evaluate(policy, flag)
     planned = (
-        destinations.plan(flag, verdict.criteria, directory, home_force_id)
+        destinations.plan(
+            flag,
+            verdict.criteria,
+            directory,
+            home_force_id,
+            emergency=verdict.priority is Priority.P0,
+        )
         if verdict.outcome is not Outcome.NONE
         else []
     )

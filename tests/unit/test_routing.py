@@ -214,3 +214,27 @@ def test_every_task_has_criteria_and_iwf_only_with_iioc(name: str) -> None:
 )
 def test_task_destinations(name: str, kinds: list[str]) -> None:
     assert [task.destination.kind.value for task in _route(FLAGS[name]()).tasks] == kinds
+
+
+def test_a_child_in_danger_abroad_goes_to_the_local_police_and_the_mechanism_at_p0() -> None:
+    flag = _flag(
+        signal("safety", 0.2, immediate_danger=True),
+        platform={"org_id": "org-test", "service": "chat", "country": "US"},
+    )
+    routing = _route(flag)
+    assert [(t.destination.mechanism, t.priority) for t in routing.tasks] == [
+        ("local_police", Priority.P0),
+        ("ncmec_cybertipline", Priority.P0),
+    ]
+
+
+def test_an_escalation_to_p0_abroad_also_goes_to_the_local_police() -> None:
+    flag = _flag(
+        signal("coercion", 0.9),
+        signal("self_harm", 0.9),
+        platform={"org_id": "org-test", "service": "chat", "country": "CA"},
+    )
+    routing = _route(flag)
+    assert routing.decision.immediate_danger is False
+    assert [d.mechanism for d in routing.decision.destinations] == ["local_police", "cybertip_ca"]
+    assert {task.priority for task in routing.tasks} == {Priority.P0}
