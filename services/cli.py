@@ -96,7 +96,8 @@ def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 1
-    shadow = sum(rule.mode == "shadow" for rule in (*policy.rules, *policy.escalations))
+    modes = [rule.mode for rule in policy.rules] + [e.mode for e in policy.escalations]
+    shadow = modes.count("shadow")
     print(
         f"{args.file}: valid, version {policy.version}: {len(policy.rules)} rule(s), "
         f"{len(policy.escalations)} escalation(s), {shadow} in shadow mode"

@@ -119,7 +119,8 @@ class PolicyDocument(_Strict):
         if len(self.rules) + len(self.escalations) > MAX_RULES:
             problems.append(f"rules and escalations: at most {MAX_RULES} in all")
         seen: set[str] = set()
-        for spec in [*self.rules, *self.escalations]:
+        specs: list[RuleSpec | EscalationSpec] = [*self.rules, *self.escalations]
+        for spec in specs:
             if spec.id in seen:
                 problems.append(f"rule {spec.id!r}: id: used by another rule")
             seen.add(spec.id)

@@ -234,7 +234,7 @@ RULE_TABLE: list[
 
 def test_rule_table_covers_every_rule_and_escalation_of_the_default_policy() -> None:
     policy = default_policy()
-    ids = [rule.rule_id for rule in (*policy.rules, *policy.escalations)]
+    ids = [r.rule_id for r in policy.rules] + [e.rule_id for e in policy.escalations]
     assert sorted(row[0] for row in RULE_TABLE) == sorted(ids)
 
 
@@ -615,5 +615,5 @@ def test_matched_conditions_are_bounded_for_a_flag_with_many_signals() -> None:
 def test_default_policy_is_versioned_and_its_rule_ids_are_unique() -> None:
     policy = default_policy()
     assert policy.version
-    ids = [rule.rule_id for rule in (*policy.rules, *policy.escalations)]
+    ids = [r.rule_id for r in policy.rules] + [e.rule_id for e in policy.escalations]
     assert len(ids) == len(set(ids))

@@ -55,7 +55,7 @@ def test_a_policy_file_is_loaded_from_its_path(tmp_path: Path) -> None:
 
 def test_a_missing_policy_file_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
-    with pytest.raises(PolicyError, match="absent.yaml: cannot read the policy file"):
+    with pytest.raises(PolicyError, match=r"absent\.yaml: cannot read the policy file"):
         load_policy(path)
 
 
