@@ -123,6 +123,14 @@ class ContentRef(Contract):
     uploader_ip: IpAddress | None = None
 
 
+class Location(Contract):
+    """Where a person is, as coarsely as routing needs: a country, a postcode district, a force."""
+
+    country: CountryCode
+    postcode_district: PostcodeDistrict | None = None
+    force_id: Label | None = None
+
+
 class Subject(Contract):
     """The account reported."""
 
@@ -130,12 +138,9 @@ class Subject(Contract):
     username: ShortText | None = None
     ips: list[IpAddress] = Field(default_factory=list, max_length=32)
     country: CountryCode | None = None
-
-
-class Location(Contract):
-    country: CountryCode
-    postcode_district: PostcodeDistrict | None = None
-    force_id: Label | None = None
+    location: Location | None = None
+    """Where the reported account is, when known: the police force is chosen from it when the
+    child's location is unknown."""
 
 
 class Child(Contract):

@@ -88,6 +88,76 @@ def _schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
+    from services.router.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    modes = [rule.mode for rule in policy.rules] + [e.mode for e in policy.escalations]
+    shadow = modes.count("shadow")
+    print(
+        f"{args.file}: valid, version {policy.version}: {len(policy.rules)} rule(s), "
+        f"{len(policy.escalations)} escalation(s), {shadow} in shadow mode"
+    )
+    return 0
+
+
+def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from services.router.forces import uk_forces
+    from services.router.policy import PolicyError, load_policy
+    from services.router.replay import Replay
+
+    try:
+        current = load_policy(settings.policy_file)
+        candidate = load_policy(args.policy) if args.policy else None
+        with args.file.open("rb") as lines:
+            total = sum(1 for line in lines if line.strip())
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"csae: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    replay = Replay(
+        current,
+        candidate,
+        uk_forces(),
+        settings.home_force_id,
+        max_bytes=settings.max_flag_bytes,
+    )
+    progress = _Progress(total) if sys.stderr.isatty() else None
+    with args.file.open("rb") as lines:
+        for line in lines:
+            if line.strip():
+                replay.add(line)
+                if progress:
+                    progress.step()
+    if progress:
+        progress.done()
+    print("\n".join(replay.report()))
+    return 0
+
+
+class _Progress:
+    """A progress bar on the terminal (stderr), redrawn at most a hundred times."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.every = total, 0, max(total // 100, 1)
+
+    def step(self) -> None:
+        self.count += 1
+        if self.count % self.every == 0 or self.count == self.total:
+            filled = 30 * self.count // max(self.total, 1)
+            bar = "#" * filled + "." * (30 - filled)
+            print(f"\rreplaying [{bar}] {self.count}/{self.total}", end="", file=sys.stderr)
+
+    def done(self) -> None:
+        print(file=sys.stderr)
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -142,6 +212,20 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--dir", type=Path, default=Path("schemas/json"))
     export.add_argument("--check", action="store_true", help="fail when the files are stale")
     export.set_defaults(handler=_schemas_export)
+
+    policy = sub.add_parser("policy", help="the reporting policy")
+    psub = policy.add_subparsers(dest="action", required=True)
+    check = psub.add_parser("check", help="validate a policy file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=_policy_check)
+    replay = psub.add_parser(
+        "replay",
+        help="run flags through the current policy (CSAE_POLICY_FILE or the bundled one) and, "
+        "with --policy, a candidate; print counts and the flags whose decision changes",
+    )
+    replay.add_argument("file", type=Path, help="flags, one JSON document a line")
+    replay.add_argument("--policy", type=Path, help="a candidate policy file to compare")
+    replay.set_defaults(handler=_policy_replay)
 
     demo = sub.add_parser("demo", help="publish the sample flags and show the cases they make")
     demo.add_argument("file", type=Path)

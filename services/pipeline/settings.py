@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9102
 
     policy_file: Path | None = None
+    """The reporting policy (YAML); the one bundled in the package when unset. Read at start."""
     home_force_id: str = "metropolitan"
     """The reporting organisation's home police force, used when no location is known."""
     # Printed on every packet, so bounded as packets are: a value that no packet could hold is

@@ -16,11 +16,14 @@ class Force:
     phone: str
     website: str
     nation: str
+    source: str
+    """Where the entry comes from (data.police.uk's record of the force, else its own website)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ForceDirectory:
     as_of: str
+    """When the directory was written from its sources (`sources` in the data file)."""
     forces: dict[str, Force]
     postcode_areas: dict[str, str]
     postcode_districts: dict[str, str]

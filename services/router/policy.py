@@ -1,15 +1,34 @@
 """The reporting policy: rules as data, evaluated by a pure function from a flag to a verdict.
 
-A rule matches a single signal of a flag. All signals are evaluated together: the verdict lists
-every rule that fired, the union of their criteria, the most urgent priority, and refer over
-review. Shadow rules are evaluated and listed, but never change the verdict.
+The rules come from a YAML file (`data/policy.yaml` by default, `CSAE_POLICY_FILE` otherwise; the
+format is in `policy_file.py`). A rule fires when its flag conditions hold and one signal or more
+meets its signal conditions; an escalation fires when rules it names fired together. All signals
+of a flag are evaluated together, and the verdict lists every rule that fired with the conditions
+that held, the union of their criteria, the most urgent priority, and refer over review. Shadow
+rules are evaluated and listed, but never change the verdict.
+
+Evaluation works on plain dataclasses; the pydantic `FiredRule` is built once, when the decision
+is (`Fired.contract`).
 """
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal, NamedTuple, TypeVar
 
-from schemas.flag import ModerationFlag, Signal, SignalCategory, SourceKind
+from schemas.flag import AgeBand, ModerationFlag, Signal, SignalCategory, SourceKind
 from schemas.referral import Criterion, FiredRule, Outcome, Priority
+from services.router.policy_file import (
+    EscalationSpec,
+    PolicyDocument,
+    PolicyError,
+    RuleSpec,
+    read_policy_document,
+)
+
+__all__ = ["Policy", "PolicyError", "Rule", "Verdict", "default_policy", "evaluate", "load_policy"]
 
 CATEGORY_CRITERION: dict[SignalCategory, Criterion | None] = {
     SignalCategory.GROOMING: Criterion.GROOMING,
@@ -19,241 +38,353 @@ CATEGORY_CRITERION: dict[SignalCategory, Criterion | None] = {
     SignalCategory.SELF_HARM: Criterion.SAFETY,
     SignalCategory.OTHER: None,
 }
+MAX_MATCHED = 16
+"""`FiredRule.matched` holds at most 16 conditions."""
 
-_REPORTABLE = frozenset(c for c, criterion in CATEGORY_CRITERION.items() if criterion is not None)
-_AUTOMATED = frozenset({SourceKind.HASH_MATCH, SourceKind.CLASSIFIER, SourceKind.MODERATOR})
+_HASH_KINDS: tuple[str | None, ...] = (None, "exact", "perceptual")
+_Key = tuple[SourceKind, SignalCategory, bool, str | None]
+Mode = Literal["active", "shadow"]
+Kind = Literal["refer", "review"]
+T = TypeVar("T")
+_RANK = {priority: rank for rank, priority in enumerate(Priority)}
+
+
+def _known(values: list[T] | None) -> frozenset[T] | None:
+    """The values as a set, or None (no constraint) when there are none."""
+    return frozenset(values) if values is not None else None
+
+
+def _text(value: bool) -> str:
+    return "true" if value else "false"
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One reporting rule. Conditions left as None do not constrain."""
+    """One reporting rule. A condition left as None does not constrain."""
 
     rule_id: str
-    outcome: Literal["refer", "review"]
+    mode: Mode
+    outcome: Kind
     priority: Priority
-    categories: frozenset[SignalCategory] = _REPORTABLE
+    criteria: frozenset[Criterion] = frozenset()
+    """Criteria the rule establishes besides the matched signal's own."""
+    categories: frozenset[SignalCategory] | None = None
     source_kinds: frozenset[SourceKind] | None = None
-    min_confidence: float = 0.0
-    below_confidence: float | None = None
-    hash_match: Literal["exact", "perceptual"] | None = None
+    labels: frozenset[str] | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    hash_match: str | None = None
+    hash_lists: frozenset[str] | None = None
+    max_distance: int | None = None
     immediate_danger: bool | None = None
-    criteria: tuple[Criterion, ...] = ()
-    """The criteria this rule establishes; empty means the matched signal's own."""
-    mode: Literal["active", "shadow"] = "active"
+    shared_externally: bool | None = None
+    age_bands: frozenset[AgeBand] | None = None
+    countries: frozenset[str] | None = None
+    _fixed: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The signal conditions whose words do not depend on the signal (made once)."""
 
-    def match(self, flag: ModerationFlag, index: int, signal: Signal) -> list[str] | None:
-        """The conditions that held for this signal, or None if any did not."""
-        held = [f"signals[{index}].category={signal.category.value}"]
-        if signal.category not in self.categories:
-            return None
+    def __post_init__(self) -> None:
+        fixed = [
+            f"immediate_danger={_text(self.immediate_danger)}"
+            if self.immediate_danger is not None
+            else "",
+            f"hash_match.match={self.hash_match}" if self.hash_match is not None else "",
+            f"hash_match.distance<={self.max_distance}" if self.max_distance is not None else "",
+            f"shared_externally={_text(self.shared_externally)}"
+            if self.shared_externally is not None
+            else "",
+            f"confidence>={self.min_confidence}" if self.min_confidence is not None else "",
+            f"confidence<{self.max_confidence}" if self.max_confidence is not None else "",
+        ]
+        object.__setattr__(self, "_fixed", tuple(condition for condition in fixed if condition))
+
+    @classmethod
+    def from_spec(cls, spec: RuleSpec) -> "Rule":
+        when, then = spec.when, spec.then
+        return cls(
+            rule_id=spec.id,
+            mode=spec.mode,
+            outcome=then.outcome,
+            priority=then.priority,
+            criteria=frozenset(then.criteria),
+            categories=_known(when.category),
+            source_kinds=_known(when.source_kind),
+            labels=_known(when.label),
+            min_confidence=when.min_confidence,
+            max_confidence=when.max_confidence,
+            hash_match=when.hash_match,
+            hash_lists=_known(when.hash_list),
+            max_distance=when.max_distance,
+            immediate_danger=when.immediate_danger,
+            shared_externally=when.shared_externally,
+            age_bands=_known(when.child_age_band),
+            countries=_known(when.platform_country),
+        )
+
+    def may_fire(
+        self, kind: SourceKind, category: SignalCategory, danger: bool, hash_kind: str | None
+    ) -> bool:
+        """Whether the rule may fire for a signal with these traits (to index the rules by)."""
+        return (
+            (self.source_kinds is None or kind in self.source_kinds)
+            and (self.categories is None or category in self.categories)
+            and (self.immediate_danger is None or self.immediate_danger is danger)
+            and (self.hash_match is None or self.hash_match == hash_kind)
+            and (hash_kind is not None or (self.hash_lists is None and self.max_distance is None))
+        )
+
+    def match_flag(self, flag: ModerationFlag) -> list[str] | None:
+        """The flag conditions that held, or None if one did not."""
+        held: list[str] = []
         if self.source_kinds is not None:
             if flag.source.kind not in self.source_kinds:
                 return None
-            held.append(f"source.kind={flag.source.kind.value}")
-        if self.immediate_danger is not None:
-            if signal.immediate_danger is not self.immediate_danger:
+            held.append(f"source.kind={flag.source.kind}")
+        if self.age_bands is not None:
+            band = flag.child.age_band if flag.child else None
+            if band is None or band not in self.age_bands:
                 return None
-            held.append(f"signals[{index}].immediate_danger={str(signal.immediate_danger).lower()}")
-        if self.hash_match is not None:
-            if signal.hash_match is None or signal.hash_match.match != self.hash_match:
+            held.append(f"child.age_band={band}")
+        if self.countries is not None:
+            if flag.platform.country not in self.countries:
                 return None
-            held.append(f"signals[{index}].hash_match.match={self.hash_match}")
-        if self.min_confidence > 0.0:
-            if signal.confidence < self.min_confidence:
-                return None
-            held.append(f"signals[{index}].confidence>={self.min_confidence}")
-        if self.below_confidence is not None:
-            if signal.confidence >= self.below_confidence:
-                return None
-            held.append(f"signals[{index}].confidence<{self.below_confidence}")
+            held.append(f"platform.country={flag.platform.country}")
         return held
 
-    def criteria_for(self, signal: Signal) -> tuple[Criterion, ...]:
-        if self.criteria:
-            return self.criteria
+    def match_signal(self, index: int, signal: Signal) -> list[str] | None:
+        """The signal conditions that held for `signal`, or None if one did not."""
+        if self.categories is not None and signal.category not in self.categories:
+            return None
+        if self.immediate_danger is not None and signal.immediate_danger is not (
+            self.immediate_danger
+        ):
+            return None
+        if self.min_confidence is not None and signal.confidence < self.min_confidence:
+            return None
+        if self.max_confidence is not None and signal.confidence >= self.max_confidence:
+            return None
+        if self.labels is not None and signal.label not in self.labels:
+            return None
+        if self.shared_externally is not None and (
+            bool(signal.shared_externally) is not self.shared_externally
+        ):
+            return None
+        hash_match = signal.hash_match
+        if (
+            self.hash_match is not None
+            or self.hash_lists is not None
+            or self.max_distance is not None
+        ):
+            if hash_match is None:
+                return None
+            if self.hash_match is not None and hash_match.match != self.hash_match:
+                return None
+            if self.hash_lists is not None and hash_match.list not in self.hash_lists:
+                return None
+            if self.max_distance is not None and (
+                hash_match.distance is None or hash_match.distance > self.max_distance
+            ):
+                return None
+        return self._held(f"signals[{index}].", signal)
+
+    def _held(self, at: str, signal: Signal) -> list[str]:
+        """The signal conditions of this rule, in words, once they are known to hold."""
+        held = [f"{at}category={signal.category}"]
+        if self.labels is not None:
+            held.append(f"{at}label={signal.label}")
+        if self.hash_lists is not None and signal.hash_match is not None:
+            held.append(f"{at}hash_match.list={signal.hash_match.list}")
+        held.extend([at + condition for condition in self._fixed])
+        return held
+
+    def criteria_for(self, signal: Signal) -> frozenset[Criterion]:
         own = CATEGORY_CRITERION[signal.category]
-        return (own,) if own is not None else (Criterion.SAFETY,)
+        return self.criteria | {own} if own is not None else self.criteria
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Fires when, for each line of `requires`, one of its rules fired for the flag."""
+
+    rule_id: str
+    mode: Mode
+    outcome: Kind
+    priority: Priority
+    requires: tuple[tuple[str, ...], ...]
+    criteria: frozenset[Criterion] = frozenset()
+
+    @classmethod
+    def from_spec(cls, spec: EscalationSpec) -> "Escalation":
+        return cls(
+            rule_id=spec.id,
+            mode=spec.mode,
+            outcome=spec.then.outcome,
+            priority=spec.then.priority,
+            requires=tuple(tuple(line) for line in spec.requires),
+            criteria=frozenset(spec.then.criteria),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: str
     rules: tuple[Rule, ...]
+    escalations: tuple[Escalation, ...] = ()
+    escalated_from: frozenset[str] = field(init=False, repr=False, compare=False)
+    """The rules some escalation requires: when none fired, escalations are not looked at."""
+    _candidates: dict[_Key, tuple[tuple[int, Rule], ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    """For each source kind, category, danger and hash-match kind, the rules that may fire."""
+
+    def __post_init__(self) -> None:
+        required = {rule_id for e in self.escalations for line in e.requires for rule_id in line}
+        object.__setattr__(self, "escalated_from", frozenset(required))
+        candidates = {
+            key: tuple((n, rule) for n, rule in enumerate(self.rules) if rule.may_fire(*key))
+            for key in itertools.product(SourceKind, SignalCategory, (False, True), _HASH_KINDS)
+        }
+        object.__setattr__(self, "_candidates", candidates)
+
+    @classmethod
+    def from_document(cls, document: PolicyDocument) -> "Policy":
+        return cls(
+            version=document.version,
+            rules=tuple(Rule.from_spec(spec) for spec in document.rules),
+            escalations=tuple(Escalation.from_spec(spec) for spec in document.escalations),
+        )
+
+    def candidates(self, kind: SourceKind, signal: Signal) -> tuple[tuple[int, Rule], ...]:
+        """The rules (and their positions) that may fire for `signal` from a `kind` source."""
+        hash_kind = signal.hash_match.match if signal.hash_match is not None else None
+        return self._candidates[kind, signal.category, signal.immediate_danger, hash_kind]
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Fired(NamedTuple):
+    """A rule that fired for a flag, and the conditions that held (a tuple: cheap to make)."""
+
+    rule_id: str
+    mode: Mode
+    outcome: Kind
+    priority: Priority
+    criteria: tuple[Criterion, ...]
+    matched: tuple[str, ...]
+
+    def contract(self) -> FiredRule:
+        return FiredRule(
+            rule_id=self.rule_id,
+            mode=self.mode,
+            outcome=self.outcome,
+            priority=self.priority,
+            criteria=list(self.criteria),
+            matched=list(self.matched),
+        )
+
+
+class Verdict(NamedTuple):
     """What the policy says about one flag."""
 
     outcome: Outcome
     priority: Priority | None
     criteria: tuple[Criterion, ...]
     immediate_danger: bool
-    fired: tuple[FiredRule, ...] = field(default=())
+    fired: tuple[Fired, ...] = ()
 
     @property
-    def active(self) -> tuple[FiredRule, ...]:
+    def active(self) -> tuple[Fired, ...]:
         return tuple(rule for rule in self.fired if rule.mode == "active")
-
-
-_PRIORITY_ORDER = list(Priority)
 
 
 def evaluate(policy: Policy, flag: ModerationFlag) -> Verdict:
     """Evaluate every rule against every signal of `flag` and combine what fired."""
-    fired: list[FiredRule] = []
-    for rule in policy.rules:
-        matched: list[str] = []
-        criteria: list[Criterion] = []
-        for index, signal in enumerate(flag.signals):
-            held = rule.match(flag, index, signal)
-            if held is not None:
-                matched.extend(held)
-                criteria.extend(c for c in rule.criteria_for(signal) if c not in criteria)
-        if matched:
+    held: dict[int, list[str]] = {}
+    criteria: dict[int, frozenset[Criterion]] = {}
+    kind = flag.source.kind
+    for index, signal in enumerate(flag.signals):
+        for position, rule in policy.candidates(kind, signal):
+            matched = rule.match_signal(index, signal)
+            if matched is None:
+                continue
+            if position in held:
+                held[position].extend(matched)
+                criteria[position] |= rule.criteria_for(signal)
+            else:
+                held[position] = matched
+                criteria[position] = rule.criteria_for(signal)
+    fired: list[Fired] = []
+    for position in sorted(held):  # policy order, so the same flag always lists the same way
+        rule = policy.rules[position]
+        flag_held = rule.match_flag(flag)
+        if flag_held is not None:
             fired.append(
-                FiredRule(
-                    rule_id=rule.rule_id,
-                    mode=rule.mode,
-                    outcome=rule.outcome,
-                    priority=rule.priority,
-                    criteria=sorted(criteria),
-                    matched=matched[:16],
+                Fired(
+                    rule.rule_id,
+                    rule.mode,
+                    rule.outcome,
+                    rule.priority,
+                    tuple(sorted(criteria[position])),
+                    (*flag_held, *held[position])[:MAX_MATCHED],
                 )
             )
+    if policy.escalated_from.intersection([rule.rule_id for rule in fired]):
+        fired.extend(_escalations(policy.escalations, fired))
     return _combine(flag, tuple(fired))
 
 
-def _combine(flag: ModerationFlag, fired: tuple[FiredRule, ...]) -> Verdict:
-    danger = any(signal.immediate_danger for signal in flag.signals)
+def _escalations(escalations: tuple[Escalation, ...], fired: list[Fired]) -> list[Fired]:
+    """The escalations whose required rules fired (active ones only, for an active escalation)."""
+    every = {rule.rule_id: rule for rule in fired}
+    active = {rule.rule_id: rule for rule in fired if rule.mode == "active"}
+    escalated: list[Fired] = []
+    for escalation in escalations:
+        pool = active if escalation.mode == "active" else every
+        lines = [[rule_id for rule_id in line if rule_id in pool] for line in escalation.requires]
+        if not all(lines):
+            continue
+        used = list(dict.fromkeys(rule_id for line in lines for rule_id in line))
+        criteria = escalation.criteria.union(*(pool[rule_id].criteria for rule_id in used))
+        escalated.append(
+            Fired(
+                escalation.rule_id,
+                escalation.mode,
+                escalation.outcome,
+                escalation.priority,
+                tuple(sorted(criteria)),
+                tuple(f"fired={rule_id}" for rule_id in used[:MAX_MATCHED]),
+            )
+        )
+    return escalated
+
+
+def _combine(flag: ModerationFlag, fired: tuple[Fired, ...]) -> Verdict:
+    danger = True in [signal.immediate_danger for signal in flag.signals]
     active = [rule for rule in fired if rule.mode == "active"]
     if not active:
         return Verdict(Outcome.NONE, None, (), danger, fired)
     outcome = Outcome.REFER if any(r.outcome == "refer" for r in active) else Outcome.REVIEW
-    priority = min((r.priority for r in active), key=_PRIORITY_ORDER.index)
+    priority = min((r.priority for r in active), key=_RANK.__getitem__)
     criteria = tuple(sorted({c for r in active for c in r.criteria}))
     return Verdict(outcome, priority, criteria, danger, fired)
 
 
+BUNDLED_POLICY = "data/policy.yaml"
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy in `path`, or the bundled default; raises `PolicyError` naming what is wrong."""
+    if path is None:
+        text = resources.files("services.router").joinpath(BUNDLED_POLICY).read_text("utf-8")
+        source = f"services/router/{BUNDLED_POLICY}"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{path}: cannot read the policy file: {exc}") from None
+        source = str(path)
+    return Policy.from_document(read_policy_document(text, source=source))
+
+
+@cache
 def default_policy() -> Policy:
-    """The first reporting policy. Each rule says why it is there."""
-    return Policy(version="2026-11-26.1", rules=DEFAULT_RULES)
-
-
-DEFAULT_RULES: tuple[Rule, ...] = (
-    # A child in immediate danger: a person calls 999 now, whatever else holds and whoever saw it.
-    Rule(
-        "immediate-danger",
-        "refer",
-        Priority.P0,
-        categories=frozenset(SignalCategory),
-        immediate_danger=True,
-    ),
-    # An exact match against a known-IIOC hash list is the image itself: report it.
-    Rule(
-        "iioc-hash-exact",
-        "refer",
-        Priority.P1,
-        categories=frozenset({SignalCategory.IIOC}),
-        hash_match="exact",
-    ),
-    # A perceptual match may be a near-duplicate or a false positive: a person confirms first.
-    Rule(
-        "iioc-hash-perceptual",
-        "review",
-        Priority.P2,
-        categories=frozenset({SignalCategory.IIOC}),
-        hash_match="perceptual",
-    ),
-    # A trained moderator who confirms an indecent image has already done the review.
-    Rule(
-        "iioc-moderator",
-        "refer",
-        Priority.P1,
-        categories=frozenset({SignalCategory.IIOC}),
-        source_kinds=frozenset({SourceKind.MODERATOR}),
-    ),
-    # A classifier alone finding new IIOC is strong but unconfirmed: review quickly.
-    Rule(
-        "iioc-classifier",
-        "review",
-        Priority.P2,
-        categories=frozenset({SignalCategory.IIOC}),
-        source_kinds=frozenset({SourceKind.CLASSIFIER}),
-        min_confidence=0.7,
-    ),
-    # Coercion or blackmail of a child (sextortion) escalates fast: refer at P1.
-    Rule(
-        "coercion-high",
-        "refer",
-        Priority.P1,
-        categories=frozenset({SignalCategory.COERCION}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.8,
-    ),
-    Rule(
-        "coercion-medium",
-        "review",
-        Priority.P2,
-        categories=frozenset({SignalCategory.COERCION}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.5,
-        below_confidence=0.8,
-    ),
-    # Grooming: a high-confidence classifier refers; a middling one goes to a person.
-    Rule(
-        "grooming-high",
-        "refer",
-        Priority.P2,
-        categories=frozenset({SignalCategory.GROOMING}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.9,
-    ),
-    Rule(
-        "grooming-medium",
-        "review",
-        Priority.P3,
-        categories=frozenset({SignalCategory.GROOMING}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.6,
-        below_confidence=0.9,
-    ),
-    # A child's self-harm or suicide risk is a safety referral, urgent.
-    Rule(
-        "self-harm-high",
-        "refer",
-        Priority.P1,
-        categories=frozenset({SignalCategory.SELF_HARM}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.8,
-    ),
-    Rule(
-        "self-harm-medium",
-        "review",
-        Priority.P2,
-        categories=frozenset({SignalCategory.SELF_HARM}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.5,
-        below_confidence=0.8,
-    ),
-    # Other grounds to fear for a child's safety from crime or serious harm.
-    Rule(
-        "safety-high",
-        "refer",
-        Priority.P2,
-        categories=frozenset({SignalCategory.SAFETY}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.8,
-    ),
-    Rule(
-        "safety-medium",
-        "review",
-        Priority.P3,
-        categories=frozenset({SignalCategory.SAFETY}),
-        source_kinds=_AUTOMATED,
-        min_confidence=0.5,
-        below_confidence=0.8,
-    ),
-    # A user report alone is a lead, not a finding: a person reviews it.
-    Rule("user-report", "review", Priority.P2, source_kinds=frozenset({SourceKind.USER_REPORT})),
-)
+    """The bundled policy (`data/policy.yaml`), read once on first use, never at import."""
+    return load_policy(None)

@@ -5,7 +5,14 @@ from datetime import datetime
 from typing import Literal
 
 from schemas.flag import ModerationFlag
-from schemas.referral import Decision, Destination, Outcome, ReferralTask, task_id_for
+from schemas.referral import (
+    Decision,
+    Destination,
+    Outcome,
+    Priority,
+    ReferralTask,
+    task_id_for,
+)
 from services.referral.sla import first_due_at
 from services.router import destinations
 from services.router.forces import ForceDirectory
@@ -33,17 +40,25 @@ def route(
 ) -> Routing:
     verdict = evaluate(policy, flag)
     planned = (
-        destinations.plan(flag, verdict.criteria, directory, home_force_id)
+        destinations.plan(
+            flag,
+            verdict.criteria,
+            directory,
+            home_force_id,
+            emergency=verdict.priority is Priority.P0,
+        )
         if verdict.outcome is not Outcome.NONE
         else []
     )
+    rules = [fired.contract() for fired in verdict.fired]  # built once, shared by every task
+    active = [rule for rule in rules if rule.mode == "active"]
     decision = Decision(
         flag_id=flag.flag_id,
         outcome=verdict.outcome,
         priority=verdict.priority,
         criteria=list(verdict.criteria),
         immediate_danger=verdict.immediate_danger,
-        rules=list(verdict.fired),
+        rules=rules,
         policy_version=policy.version,
         destinations=planned,
         detected_at=flag.detected_at,
@@ -61,7 +76,7 @@ def route(
             criteria=list(verdict.criteria),
             priority=verdict.priority,
             decision=kind,
-            rules=list(verdict.active),
+            rules=active,
             policy_version=policy.version,
             detected_at=flag.detected_at,
             routed_at=now,

@@ -22,7 +22,7 @@ from services.pipeline.kafka import (
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.router.forces import ForceDirectory, uk_forces
-from services.router.policy import Policy, default_policy
+from services.router.policy import Policy, PolicyError, load_policy
 from services.router.routing import Routing, route
 
 log = logging.getLogger(__name__)
@@ -122,19 +122,33 @@ class FlagRouter:
                 )
 
 
-async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the router until SIGTERM/SIGINT (or `stop`)."""
-    stop = stop or asyncio.Event()
-    stop_on_signals(stop)
-    metrics = Metrics(CollectorRegistry())
-    metrics_module.serve(metrics.registry, settings.api_host, settings.router_metrics_port)
-    policy = default_policy()
+def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:
+    """The policy (CSAE_POLICY_FILE, else the bundled one) and force directory, or a refusal
+    to start that names what is wrong."""
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise SystemExit(f"CSAE_POLICY_FILE: the reporting policy is refused:\n{exc}") from None
     directory = uk_forces()
     if settings.home_force_id not in directory.forces:
         raise SystemExit(
             f"CSAE_HOME_FORCE_ID={settings.home_force_id!r} is not a force id; "
             f"one of: {', '.join(sorted(directory.forces))}"
         )
+    return policy, directory
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the router until SIGTERM/SIGINT (or `stop`)."""
+    policy, directory = startup_checks(settings)
+    log.info(
+        "reporting policy loaded",
+        extra={"policy_version": policy.version, "rules": len(policy.rules)},
+    )
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    metrics = Metrics(CollectorRegistry())
+    metrics_module.serve(metrics.registry, settings.api_host, settings.router_metrics_port)
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return FlagRouter(

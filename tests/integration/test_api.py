@@ -83,6 +83,12 @@ async def test_cases_packets_and_flags_can_be_looked_up(
     flag = (await client.get(f"/v1/flags/{refer.decision.flag_id}", headers=auth)).json()
     assert flag["decision"]["outcome"] == "refer"
     assert flag["case_ids"] == [str(case_id)]
+    (fired,) = flag["decision"]["rules"]  # explainable: the rule, what held, the policy version
+    assert (fired["rule_id"], fired["matched"][-1]) == (
+        "coercion-high",
+        "signals[0].confidence>=0.8",
+    )
+    assert flag["decision"]["policy_version"] == refer.decision.policy_version
     no_report = (await client.get(f"/v1/flags/{none.decision.flag_id}", headers=auth)).json()
     assert (no_report["decision"]["outcome"], no_report["case_ids"]) == ("none", [])
 

@@ -1,13 +1,22 @@
 """The UK force directory and destination planning: the right force, the IWF, or abroad."""
 
 import re
+from datetime import date
 from typing import Any
 
 import pytest
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, Destination, DestinationKind
-from services.router.destinations import plan, police_force
+from services.router.destinations import (
+    INTERNATIONAL_MECHANISMS,
+    LOCAL_POLICE,
+    MECHANISM_CONTACTS,
+    MECHANISMS,
+    MECHANISMS_AS_OF,
+    plan,
+    police_force,
+)
 from services.router.forces import uk_forces
 from tests.factories import image, make_flag, signal
 
@@ -27,11 +36,37 @@ def test_directory_lists_the_46_uk_forces() -> None:
     assert all(force_id == force.force_id for force_id, force in forces.items())
 
 
-def test_every_force_has_101_and_an_https_website() -> None:
+def test_every_force_has_101_an_https_website_and_a_source() -> None:
     for force in uk_forces().forces.values():
         assert force.phone == "101", force.force_id
         assert force.website.startswith("https://"), force.force_id
         assert force.name, force.force_id
+        assert force.source.startswith("https://"), force.force_id
+
+
+def test_forces_on_data_police_uk_are_sourced_there_under_their_own_id() -> None:
+    for force in uk_forces().forces.values():
+        if force.force_id != "police-scotland":  # not on data.police.uk: sourced from its site
+            assert force.source == f"https://data.police.uk/api/forces/{force.force_id}"
+
+
+def test_the_directory_is_dated() -> None:
+    assert date.fromisoformat(uk_forces().as_of) <= date(2026, 11, 26)
+
+
+# Every postcode area of the UK (Royal Mail), without the Crown dependencies (GY, JE, IM: their
+# own police) and the non-geographic BF and BX.
+UK_POSTCODE_AREAS = (  # noqa: SIM905 (121 short codes read better as text)
+    "AB AL B BA BB BD BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY "
+    "E EC EH EN EX FK FY G GL GU HA HD HG HP HR HS HU HX IG IP IV KA KT KW KY L LA LD LE LL LN LS "
+    "LU M ME MK ML N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO "
+    "SP SR SS ST SW SY TA TD TF TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE"
+).split()
+
+
+def test_every_uk_postcode_area_is_mapped() -> None:
+    assert len(UK_POSTCODE_AREAS) == 121
+    assert sorted(uk_forces().postcode_areas) == sorted(UK_POSTCODE_AREAS)
 
 
 def test_every_postcode_area_maps_to_a_known_force() -> None:
@@ -174,27 +209,104 @@ def test_iwf_only_for_iioc_that_may_be_shared_elsewhere(
     assert destinations[0].force_id == HOME
 
 
+def _abroad(country: str) -> ModerationFlag:
+    return make_flag(
+        platform={"org_id": "org-test", "service": "chat", "country": country},
+        signals=[signal("iioc", 1.0, hash_match=_hash(external=True), shared_externally=True)],
+        content=[image(public=True)],
+        child={"location": {"country": "GB", "postcode_district": "M1"}},
+    )
+
+
 @pytest.mark.parametrize(
     ("country", "mechanism"),
     [
         ("US", "ncmec_cybertipline"),
         ("CA", "cybertip_ca"),
         ("AU", "accce"),
+        ("NZ", "nz_dia_dcet"),
         ("IE", "hotline_ie"),
-        ("FR", "local_police"),
-        ("DE", "local_police"),
+        ("FR", "point_de_contact"),
+        ("DE", "internet_beschwerdestelle"),
+        ("NL", "offlimits"),
+        ("JP", "local_police"),
+        ("BR", "local_police"),
     ],
 )
 def test_organisation_outside_the_uk_gets_one_intl_destination(
     country: str, mechanism: str
 ) -> None:
-    flag = make_flag(
-        platform={"org_id": "org-test", "service": "chat", "country": country},
-        signals=[signal("iioc", 1.0, hash_match=_hash(external=True), shared_externally=True)],
-        content=[image(public=True)],
-        child={"location": {"country": "GB", "postcode_district": "M1"}},
-    )
-    destinations = plan(flag, (Criterion.IIOC, Criterion.GROOMING), uk_forces(), HOME)
+    destinations = plan(_abroad(country), (Criterion.IIOC, Criterion.GROOMING), uk_forces(), HOME)
     assert destinations == [
         Destination(kind=DestinationKind.INTL, mechanism=mechanism, country=country)
     ]
+
+
+@pytest.mark.parametrize(
+    ("country", "mechanisms"),
+    [("US", ["local_police", "ncmec_cybertipline"]), ("JP", ["local_police"])],
+)
+def test_an_emergency_outside_the_uk_goes_to_the_local_police_first(
+    country: str, mechanisms: list[str]
+) -> None:
+    destinations = plan(_abroad(country), (Criterion.SAFETY,), uk_forces(), HOME, emergency=True)
+    assert [(d.kind, d.mechanism, d.country) for d in destinations] == [
+        (DestinationKind.INTL, mechanism, country) for mechanism in mechanisms
+    ]
+
+
+def test_an_emergency_in_the_uk_still_has_exactly_one_police_force() -> None:
+    flag = _child_in(postcode_district="M1")
+    destinations = plan(flag, (Criterion.SAFETY,), uk_forces(), HOME, emergency=True)
+    assert destinations == [Destination(kind=DestinationKind.POLICE, force_id="greater-manchester")]
+
+
+def test_every_mechanism_is_sourced_and_has_a_contact_for_packets() -> None:
+    assert date.fromisoformat(MECHANISMS_AS_OF).isoformat() == MECHANISMS_AS_OF
+    ids = [entry.mechanism for entry in MECHANISMS.values()]
+    assert len(ids) == len(set(ids))
+    for country, entry in MECHANISMS.items():
+        assert re.fullmatch("[A-Z]{2}", country), country
+        assert country != "GB"
+        assert entry.website.startswith("https://"), country
+        assert entry.source.startswith("https://"), country
+        assert MECHANISM_CONTACTS[entry.mechanism] == (entry.name, entry.website)
+        assert INTERNATIONAL_MECHANISMS[country] == entry.mechanism
+    assert MECHANISM_CONTACTS[LOCAL_POLICE][1] is None
+
+
+@pytest.mark.parametrize(
+    ("child", "subject_location", "force_id"),
+    [
+        (None, {"country": "GB", "postcode_district": "LS1"}, "west-yorkshire"),
+        (None, {"country": "GB", "force_id": "kent"}, "kent"),
+        ({"age_band": "13_15"}, {"country": "GB", "postcode_district": "LS1"}, "west-yorkshire"),
+        (
+            {"location": {"country": "GB", "postcode_district": "M1"}},
+            {"country": "GB", "postcode_district": "LS1"},
+            "greater-manchester",
+        ),
+        (
+            {"location": {"country": "FR"}},
+            {"country": "GB", "postcode_district": "CF10"},
+            "south-wales",
+        ),
+        (None, {"country": "FR"}, HOME),
+        (None, {"country": "GB", "postcode_district": "QQ1"}, HOME),
+    ],
+    ids=[
+        "subject-postcode",
+        "subject-force",
+        "child-without-location",
+        "child-wins",
+        "child-abroad-subject-in-uk",
+        "subject-abroad",
+        "subject-unknown-postcode",
+    ],
+)
+def test_police_force_falls_back_to_the_subjects_location(
+    child: dict[str, Any] | None, subject_location: dict[str, str], force_id: str
+) -> None:
+    subject = {"account_id": "acct-test-subject", "location": subject_location}
+    flag = make_flag(child=child, subject=subject)
+    assert police_force(flag, uk_forces(), HOME) == force_id

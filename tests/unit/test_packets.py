@@ -201,7 +201,7 @@ def test_iwf_packet_lists_only_images_and_videos_with_their_hash_lists() -> None
     [
         ("US", "ncmec_cybertipline", "NCMEC CyberTipline"),
         ("AU", "accce", "Australian Centre to Counter Child Exploitation"),
-        ("FR", "local_police", "The local police of the organisation's country"),
+        ("JP", "local_police", "The local police of the organisation's country"),
     ],
 )
 def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str) -> None:

@@ -1,9 +1,11 @@
 """The router's edge maps every outcome of one record to an output, and never raises."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
@@ -15,7 +17,8 @@ from services.router import service
 from services.router.forces import uk_forces
 from services.router.policy import default_policy
 from services.router.routing import Routing
-from tests.factories import DETECTED_AT, flag_document
+from tests.factories import DETECTED_AT, flag_document, signal
+from tests.policies import default_policy_data, policy_with
 
 
 def record(value: bytes) -> Any:
@@ -72,3 +75,65 @@ def test_a_valid_flag_that_routing_fails_on_is_refused_as_unprocessable_not_rais
     )
     assert logged.exc_info is None
     assert secret not in repr(logged.__dict__)
+
+
+def test_the_router_refuses_to_start_with_an_invalid_policy_naming_rule_and_field(
+    tmp_path: Path,
+) -> None:
+    data = default_policy_data()
+    data["rules"][1]["then"]["priority"] = "P5"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as refused:
+        service.startup_checks(Settings(policy_file=path))
+    message = str(refused.value)
+    assert message.startswith("CSAE_POLICY_FILE: the reporting policy is refused:")
+    assert f"{path}: rule 'iioc-hash-exact': then.priority: Input should be" in message
+
+
+def test_the_router_starts_with_the_policy_file_it_is_given(tmp_path: Path) -> None:
+    data = default_policy_data()
+    data["version"] = "site.3"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    policy, _ = service.startup_checks(Settings(policy_file=path))
+    assert policy.version == "site.3"
+    assert service.startup_checks(Settings())[0] == default_policy()
+
+
+async def test_shadow_rules_are_counted_and_recorded_but_never_emit_a_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shadow = {
+        "id": "shadow-trial",
+        "mode": "shadow",
+        "when": {"category": ["grooming"], "min_confidence": 0.3},
+        "then": {"outcome": "refer", "priority": "P1"},
+    }
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def produce(producer: object, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        sent.extend(messages)
+
+    monkeypatch.setattr(service, "produce_all", produce)
+    settings = Settings()
+    metrics = Metrics(CollectorRegistry())
+    handler = service.FlagRouter(
+        None,
+        settings=settings,
+        metrics=metrics,
+        policy=policy_with(shadow),
+        directory=uk_forces(),
+    )
+    document = flag_document(signals=[signal("grooming", 0.4)])
+    await handler([record(json.dumps(document).encode())])
+
+    assert [topic for topic, _, _ in sent] == [settings.topic_decisions]
+    decision = json.loads(sent[0][2])
+    assert decision["outcome"] == "none"
+    assert [(r["rule_id"], r["mode"]) for r in decision["rules"]] == [("shadow-trial", "shadow")]
+    count = metrics.registry.get_sample_value
+    labels = {"outcome": "refer", "criterion": "grooming", "mode": "shadow"}
+    assert count("csae_router_decisions_total", labels) == 1.0
+    assert count("csae_router_decisions_total", {**labels, "mode": "active"}) is None
+    assert count("csae_router_flags_total", {"outcome": "none"}) == 1.0

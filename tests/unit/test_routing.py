@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from schemas.flag import ModerationFlag, SignalCategory
+from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, DestinationKind, Outcome, Priority
 from services.referral.sla import DEFAULT_DEADLINES
 from services.router.forces import uk_forces
-from services.router.policy import DEFAULT_RULES, Policy, Rule, default_policy
+from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
 from tests.factories import DETECTED_AT, image, make_flag, signal
+from tests.policies import policy_with
 
 HOME = "thames-valley"
 NOW = datetime(2026, 11, 26, 9, 0, 5, tzinfo=UTC)
@@ -153,14 +154,13 @@ def test_review_task_is_due_when_the_review_must_be_done(
 
 
 def test_tasks_list_only_active_rules_while_the_decision_lists_shadow_ones_too() -> None:
-    shadow = Rule(
-        "shadow-test",
-        "refer",
-        Priority.P0,
-        categories=frozenset({SignalCategory.GROOMING}),
-        mode="shadow",
-    )
-    policy = Policy(version="test.shadow", rules=(*DEFAULT_RULES, shadow))
+    shadow = {
+        "id": "shadow-test",
+        "mode": "shadow",
+        "when": {"category": ["grooming"]},
+        "then": {"outcome": "refer", "priority": "P0"},
+    }
+    policy = policy_with(shadow, version="test.shadow")
     routing = _route(_flag(signal("grooming", 0.95)), policy=policy)
     assert [rule.rule_id for rule in routing.decision.rules] == ["grooming-high", "shadow-test"]
     (task,) = routing.tasks
@@ -214,3 +214,27 @@ def test_every_task_has_criteria_and_iwf_only_with_iioc(name: str) -> None:
 )
 def test_task_destinations(name: str, kinds: list[str]) -> None:
     assert [task.destination.kind.value for task in _route(FLAGS[name]()).tasks] == kinds
+
+
+def test_a_child_in_danger_abroad_goes_to_the_local_police_and_the_mechanism_at_p0() -> None:
+    flag = _flag(
+        signal("safety", 0.2, immediate_danger=True),
+        platform={"org_id": "org-test", "service": "chat", "country": "US"},
+    )
+    routing = _route(flag)
+    assert [(t.destination.mechanism, t.priority) for t in routing.tasks] == [
+        ("local_police", Priority.P0),
+        ("ncmec_cybertipline", Priority.P0),
+    ]
+
+
+def test_an_escalation_to_p0_abroad_also_goes_to_the_local_police() -> None:
+    flag = _flag(
+        signal("coercion", 0.9),
+        signal("self_harm", 0.9),
+        platform={"org_id": "org-test", "service": "chat", "country": "CA"},
+    )
+    routing = _route(flag)
+    assert routing.decision.immediate_danger is False
+    assert [d.mechanism for d in routing.decision.destinations] == ["local_police", "cybertip_ca"]
+    assert {task.priority for task in routing.tasks} == {Priority.P0}

@@ -1,0 +1,181 @@
+"""Invariants of routing under the default policy, for any flag hypothesis can make."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.flag import AgeBand, ModerationFlag, SignalCategory, SourceKind
+from schemas.referral import Criterion, DestinationKind, Outcome, Priority
+from services.router.forces import uk_forces
+from services.router.policy import Policy, default_policy
+from services.router.routing import Routing, route
+from tests.factories import flag_document, image
+from tests.policies import policy_with
+
+NOW = datetime(2026, 11, 26, 9, 0, 5, tzinfo=UTC)
+HOME = "thames-valley"
+MANY = settings(max_examples=300, deadline=None)
+
+hash_matches = st.fixed_dictionaries(
+    {
+        "list": st.sampled_from(["list-a", "list-b"]),
+        "match": st.sampled_from(["exact", "perceptual"]),
+        "external": st.booleans(),
+    },
+    optional={"distance": st.integers(0, 256)},
+)
+signals = st.fixed_dictionaries(
+    {
+        "category": st.sampled_from([c.value for c in SignalCategory]),
+        "label": st.sampled_from(["test_label", "test_other_label"]),
+        "confidence": st.floats(0.0, 1.0),
+        "immediate_danger": st.booleans(),
+    },
+    optional={"hash_match": hash_matches, "shared_externally": st.booleans()},
+)
+locations = st.fixed_dictionaries(
+    {"country": st.sampled_from(["GB", "FR"])},
+    optional={
+        "postcode_district": st.sampled_from(["M1", "CV1", "EH1", "BT1", "SW1A", "LA9", "QQ1"]),
+        "force_id": st.sampled_from(["kent", "btp", "not-a-force"]),
+    },
+)
+children = st.none() | st.fixed_dictionaries(
+    {}, optional={"age_band": st.sampled_from([a.value for a in AgeBand]), "location": locations}
+)
+
+
+@st.composite
+def flags(draw: st.DrawFn) -> ModerationFlag:
+    kind = draw(st.sampled_from([k.value for k in SourceKind]))
+    document: dict[str, Any] = flag_document(
+        source={"system": "test-source", "version": "1.0.0", "kind": kind},
+        platform={
+            "org_id": "org-test",
+            "service": "chat",
+            "country": draw(st.sampled_from(["GB", "GB", "US", "FR", "JP", "NZ"])),
+        },
+        signals=draw(st.lists(signals, min_size=1, max_size=5)),
+        content=[
+            image(f"content-{n}", public=p)
+            for n, p in enumerate(draw(st.lists(st.booleans(), max_size=2)))
+        ],
+        subject={
+            "account_id": "acct-test-property",
+            **draw(st.fixed_dictionaries({}, optional={"location": locations})),
+        },
+    )
+    child = draw(children)
+    if child is not None:
+        document["child"] = child
+    return ModerationFlag.model_validate(document)
+
+
+def _route(flag: ModerationFlag, policy: Policy | None = None) -> Routing:
+    return route(
+        flag, policy=policy or default_policy(), directory=uk_forces(), home_force_id=HOME, now=NOW
+    )
+
+
+@MANY
+@given(flags())
+def test_immediate_danger_always_gives_p0_and_a_police_destination(flag: ModerationFlag) -> None:
+    if not any(s.immediate_danger for s in flag.signals):
+        return
+    routing = _route(flag)
+    decision = routing.decision
+    assert (decision.outcome, decision.priority) == (Outcome.REFER, Priority.P0)
+    assert {task.priority for task in routing.tasks} == {Priority.P0}
+    police = [
+        d
+        for d in decision.destinations
+        if d.kind is DestinationKind.POLICE
+        or (d.kind is DestinationKind.INTL and d.mechanism == "local_police")
+    ]
+    assert len(police) == 1
+    assert police[0] == decision.destinations[0]  # the emergency route comes first
+
+
+@MANY
+@given(flags())
+def test_no_task_without_a_criterion_and_an_active_rule(flag: ModerationFlag) -> None:
+    routing = _route(flag)
+    if routing.decision.outcome is Outcome.NONE:
+        assert routing.tasks == ()
+    for task in routing.tasks:
+        assert task.criteria
+        assert task.rules
+        assert all(rule.mode == "active" for rule in task.rules)
+        assert set(task.criteria) == {c for rule in task.rules for c in rule.criteria}
+
+
+@MANY
+@given(flags())
+def test_iwf_only_with_iioc(flag: ModerationFlag) -> None:
+    for task in _route(flag).tasks:
+        if task.destination.kind is DestinationKind.IWF:
+            assert Criterion.IIOC in task.criteria
+
+
+@MANY
+@given(flags())
+def test_every_uk_referral_to_the_police_has_exactly_one_known_force(
+    flag: ModerationFlag,
+) -> None:
+    decision = _route(flag).decision
+    if flag.platform.country != "GB" or decision.outcome is Outcome.NONE:
+        return
+    police = [d for d in decision.destinations if d.kind is DestinationKind.POLICE]
+    assert len(police) == 1
+    assert police[0].force_id in uk_forces().forces
+
+
+@MANY
+@given(flags())
+def test_the_same_flag_always_gets_the_same_decision(flag: ModerationFlag) -> None:
+    again = ModerationFlag.model_validate_json(flag.model_dump_json())
+    first, second, third = _route(flag), _route(flag), _route(again)
+    assert first.decision == second.decision == third.decision
+    assert first.tasks == second.tasks == third.tasks
+
+
+SHADOWS = policy_with(
+    {
+        "id": "shadow-everything",
+        "mode": "shadow",
+        "when": {"category": [c.value for c in SignalCategory]},
+        "then": {"outcome": "refer", "priority": "P0", "criteria": ["iioc"]},
+    },
+    {
+        "id": "shadow-danger-off",
+        "mode": "shadow",
+        "when": {"immediate_danger": False},
+        "then": {"outcome": "review", "priority": "P3", "criteria": ["grooming"]},
+    },
+    escalations=[
+        {
+            "id": "shadow-escalation",
+            "mode": "shadow",
+            "requires": [["shadow-everything"], ["shadow-danger-off", "grooming-medium"]],
+            "then": {"outcome": "refer", "priority": "P0"},
+        }
+    ],
+)
+
+
+@MANY
+@given(flags())
+def test_shadow_rules_never_emit_nor_change_the_decision(flag: ModerationFlag) -> None:
+    with_shadows, without = _route(flag, SHADOWS), _route(flag)
+    assert with_shadows.tasks == tuple(
+        task.model_copy(update={"policy_version": SHADOWS.version}) for task in without.tasks
+    )
+    ignore = {"rules", "policy_version"}
+    assert with_shadows.decision.model_dump(exclude=ignore) == without.decision.model_dump(
+        exclude=ignore
+    )
+    active = [rule for rule in with_shadows.decision.rules if rule.mode == "active"]
+    assert active == without.decision.rules
+    assert "shadow-everything" in [rule.rule_id for rule in with_shadows.decision.rules]
