@@ -92,6 +92,8 @@ class SubjectIdentifiers(Contract):
     username: ShortText | None = None
     ips: list[IpAddress] = Field(default_factory=list)
     country: CountryCode | None = None
+    postcode_district: PostcodeDistrict | None = None
+    """Where the reported account is, when the platform knows (never a full postcode)."""
 
 
 class ChildKnown(Contract):

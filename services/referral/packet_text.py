@@ -113,6 +113,8 @@ def _police(packet: PolicePacket) -> list[str]:
         lines.append("  IP addresses: " + ", ".join(str(ip) for ip in subject.ips))
     if subject.country:
         lines.append(f"  Country: {subject.country}")
+    if subject.postcode_district:
+        lines.append(f"  Postcode district: {subject.postcode_district}")
     lines += ["", "CHILDREN AT RISK, AS FAR AS KNOWN"]
     if not packet.children:
         lines.append("  None identified in the flags.")

@@ -62,8 +62,13 @@ def authority(destination: Destination, priority: Priority, directory: ForceDire
             id=mechanism,
             name=name,
             website=website,
-            instruction="Report through this mechanism; call the local emergency number if a "
-            "child is in immediate danger.",
+            instruction=(
+                "A child may be in immediate danger: call the local emergency number now, then "
+                "report through this mechanism."
+                if priority is Priority.P0
+                else "Report through this mechanism; call the local emergency number if a "
+                "child is in immediate danger."
+            ),
         )
     force = directory.forces.get(destination.force_id or "")
     if force is None:
@@ -202,6 +207,14 @@ def build_police_packet(
             username=latest.subject.username,
             ips=ips,
             country=latest.subject.country,
+            postcode_district=next(
+                (
+                    f.subject.location.postcode_district
+                    for f in reversed(flags)
+                    if f.subject.location and f.subject.location.postcode_district
+                ),
+                None,
+            ),
         ),
         children=children,
         content=list(content.values()),

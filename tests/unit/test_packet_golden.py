@@ -44,6 +44,7 @@ SUBJECT = {
     "username": "golden_subject",
     "ips": ["192.0.2.10", "2001:db8::10"],
     "country": "GB",
+    "location": {"country": "GB", "postcode_district": "B1"},
 }
 
 

@@ -215,6 +215,20 @@ def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str
     )
 
 
+def test_a_p0_abroad_tells_the_sender_to_call_the_local_emergency_number_first() -> None:
+    platform = {"org_id": "org-test", "service": "chat", "country": "US"}
+    danger = _flag(signal("coercion", 0.9, immediate_danger=True), platform=platform)
+    calm = _flag(signal("coercion", 0.9), platform=platform)
+    urgent = [_packet([t]) for t in _tasks(danger, DestinationKind.INTL)]
+    assert urgent, "a P0 abroad has an intl destination"
+    for packet in urgent:
+        assert packet.authority.instruction.startswith(
+            "A child may be in immediate danger: call the local emergency number now"
+        )
+    for packet in (_packet([t]) for t in _tasks(calm, DestinationKind.INTL)):
+        assert packet.authority.instruction.startswith("Report through this mechanism")
+
+
 CONTENT_LIKE = re.compile(
     r"(^|_)(bytes|data|body|image|images|img|text|message|messages|blob|payload|base64|"
     r"thumbnail|file|raw|attachment)(_|$)"
