@@ -26,7 +26,7 @@ from schemas.referral import Criterion, FiredRule, Priority
 NO_IMAGES_STATEMENT = (
     "No images or other content are attached to this referral. The reporting organisation has "
     "preserved the content and will provide it to law enforcement on lawful request to the "
-    "safeguarding contact named in this packet, quoting the case id."
+    "safeguarding contact below, quoting the case id."
 )
 NoImagesStatement = Annotated[str, StringConstraints(pattern=f"^{re.escape(NO_IMAGES_STATEMENT)}$")]
 """The one sentence a packet may carry about content: that none is attached."""

@@ -12,7 +12,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 log = logging.getLogger(__name__)
 
-_STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+# Up to the longest deadline (P3: 7 days to submit), so a slow stage is not lost in +Inf.
+_STAGE_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+    14400,
+    86400,
+    259200,
+    604800,
+)
 
 
 class Metrics:
@@ -71,6 +90,11 @@ class Metrics:
             "csae_sla_breaches",
             "SLA breaches, each counted once: a stage done late or still not done by its deadline.",
             ["priority", "stage"],
+            registry=registry,
+        )
+        self.sla_last_sweep = Gauge(
+            "csae_sla_last_sweep_timestamp_seconds",
+            "When the worker's SLA sweep last completed (Unix time); alert when it falls behind.",
             registry=registry,
         )
         self.cases_written = Counter(

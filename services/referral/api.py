@@ -29,6 +29,7 @@ from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
     Conflict,
     Forbidden,
+    IllegalTransition,
     InvalidRequest,
     NotFound,
     ReferralError,
@@ -114,6 +115,11 @@ class TransitionRequest(BaseModel):
 
     to: CaseStatus
     external_reference: ExternalReference | None = None
+    packet_version: int | None = Field(default=None, ge=1)
+    """Required for `submitted`: the packet version that was sent. When a later version exists,
+    the flags it added come back at once as a supplementary packet."""
+    expected_updated_at: AwareDatetime | None = None
+    """The case's `updated_at` as read: the move is refused (409) if the case changed since."""
     note: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_no_media)] | None = (
         None
     )
@@ -181,13 +187,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = Metrics(registry)
-    packets = service.Packets(
+    packets = service.CaseConfig(
         reporter=Reporter(
             name=settings.org_name,
             safeguarding_contact=settings.safeguarding_contact,
             safeguarding_email=settings.safeguarding_email,
         ),
         directory=uk_forces(),
+        deadlines=settings.sla_deadlines,
     )
 
     @asynccontextmanager
@@ -239,7 +246,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.exception_handler(ReferralError)
     async def referral_error(request: Request, exc: ReferralError) -> JSONResponse:
         status = next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 400)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        body: dict[str, Any] = {"detail": str(exc)}
+        if isinstance(exc, IllegalTransition):
+            body |= {"status": exc.current, "allowed": exc.allowed}
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(_UnauthorizedError)
     async def unauthorized(request: Request, exc: _UnauthorizedError) -> JSONResponse:
@@ -336,25 +346,29 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         """Move a case on: approve (`ready`) or dismiss a review, record it `submitted` with the
         receiver's reference, then `acknowledged`, then `closed`. An illegal move answers 409
         naming the case's state and the moves it allows."""
-        now = clock()
         async with s.begin():
-            case, previous = await service.transition_case(
+            moved = await service.transition_case(
                 session=s,
                 case_id=case_id,
                 to=request.to,
                 actor=who.actor,
-                now=now,
+                now=clock(),
                 packets=packets,
                 external_reference=request.external_reference,
                 note=request.note,
+                packet_version=request.packet_version,
+                expected_updated_at=request.expected_updated_at,
             )
-        if previous is CaseStatus.READY and case.ready_at is not None:
+        case = moved.case
+        if moved.ready_seconds is not None:
             metrics.stage_seconds.labels("ready_to_submitted", case.priority).observe(
-                max((now - case.ready_at).total_seconds(), 0.0)
+                moved.ready_seconds
             )
+        for priority, stage in moved.settled:
+            metrics.sla_breaches.labels(priority.value, stage.value).inc()
         log.info(
             "case moved",
-            extra={"case_id": str(case_id), "from": previous.value, "to": case.status.value},
+            extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},
         )
         return await _detail(s, case)
 

@@ -1,5 +1,7 @@
 """The referral service's errors; the API maps each kind to one HTTP status in one handler."""
 
+from collections.abc import Sequence
+
 
 class ReferralError(Exception):
     """Root of the service's own errors."""
@@ -23,3 +25,8 @@ class InvalidRequest(ReferralError):
 
 class IllegalTransition(Conflict):
     """The case cannot move from its current state to the one asked for (409)."""
+
+    def __init__(self, message: str, current: str, allowed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.current = current
+        self.allowed = list(allowed)

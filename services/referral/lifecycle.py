@@ -36,25 +36,38 @@ def check_transition(
     by_system: bool = False,
     external_reference: str | None = None,
     note: str | None = None,
+    packet_version: int | None = None,
 ) -> None:
     """Raise unless the move is legal and carries what it requires."""
     if by_system:
         if (current, to) not in SYSTEM_TRANSITIONS:
-            raise IllegalTransition(f"the system cannot move a case from {current} to {to}")
+            raise IllegalTransition(
+                f"the system cannot move a case from {current} to {to}", current, ()
+            )
         return
     allowed = PERSON_TRANSITIONS[current]
     if to not in allowed:
         if not allowed:
-            raise IllegalTransition(f"the case is {current}, a final state: it cannot move to {to}")
+            raise IllegalTransition(
+                f"the case is {current}, a final state: it cannot move to {to}", current, allowed
+            )
         raise IllegalTransition(
             f"the case is {current}; from {current} it can move only to "
-            + " or ".join(str(s) for s in allowed)
+            + " or ".join(str(s) for s in allowed),
+            current,
+            allowed,
         )
     if to is CaseStatus.SUBMITTED and not external_reference:
         raise InvalidRequest(
             "moving a case to submitted requires external_reference: the police incident "
             "number or the IWF report reference"
         )
+    if to is CaseStatus.SUBMITTED and packet_version is None:
+        raise InvalidRequest(
+            "moving a case to submitted requires packet_version: the packet version that was sent"
+        )
+    if packet_version is not None and to is not CaseStatus.SUBMITTED:
+        raise InvalidRequest("packet_version is recorded only when moving to submitted")
     if external_reference and to not in TAKES_EXTERNAL_REFERENCE:
         raise InvalidRequest(
             "external_reference is recorded only when moving to submitted or acknowledged"

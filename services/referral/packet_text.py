@@ -72,9 +72,14 @@ def _parties(authority: Authority, organisation: Organisation) -> list[str]:
 
 
 def _footer(packet: Packet) -> list[str]:
+    organisation = packet.organisation
+    contact = organisation.safeguarding_contact + (
+        f", {organisation.safeguarding_email}" if organisation.safeguarding_email else ""
+    )
     return [
         "NO IMAGES ATTACHED",
         f"  {packet.no_images_attached}",
+        f"  Safeguarding contact: {contact}",
         "",
         "SUPPORT",
         f"  {packet.support}",

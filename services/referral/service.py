@@ -1,7 +1,7 @@
 """Persistence of decisions, flags, tasks, cases and packets. Every write is idempotent."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.packets import Supplement
 from schemas.referral import Decision, Priority, ReferralTask
 from services.referral.enums import OPEN_STATUSES, CaseStatus, Stage
-from services.referral.exceptions import NotFound
+from services.referral.exceptions import Conflict, InvalidRequest, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR, SYSTEM_TRANSITIONS, check_transition
 from services.referral.models import (
     Case,
@@ -39,6 +39,8 @@ class AppliedTask:
     case_id: UUID
     status: CaseStatus
     became_ready: bool
+    settled: tuple[tuple[Priority, Stage], ...] = ()
+    """Breaches of the round a supplement closed, counted here before their marks reset."""
 
 
 async def record_decisions(*, session: AsyncSession, decisions: Sequence[Decision]) -> None:
@@ -149,21 +151,55 @@ def _target_status(current: CaseStatus | None, refer: bool) -> CaseStatus | None
     return None
 
 
+def _next_round(
+    case: Case,
+    unsent: Sequence[ReferralTask],
+    deadlines: Mapping[Priority, Deadlines],
+    now: datetime,
+) -> tuple[tuple[Priority, Stage], ...]:
+    """Close the round that was sent and start the clocks of its supplement. Pure over the row.
+
+    A stage of the closing round that was done late and not yet counted by a sweep is marked and
+    returned, so resetting the marks for the new round never loses a breach.
+    """
+    settled: list[tuple[Priority, Stage]] = []
+    priority = Priority(case.priority)
+    if (
+        case.ready_breached_at is None
+        and case.ready_due_at is not None
+        and case.ready_at is not None
+        and case.ready_at > case.ready_due_at
+    ):
+        settled.append((priority, Stage.READY))
+    if (
+        case.submitted_breached_at is None
+        and case.submitted_at is not None
+        and case.submitted_at > case.submitted_due_at
+    ):
+        settled.append((priority, Stage.SUBMITTED))
+    case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in unsent)
+    # A flag only for review has not been confirmed by a person: whoever sends the supplement
+    # reviews it, within the review deadline.
+    case.submitted_due_at = min(
+        _due(t, Stage.SUBMITTED if t.decision == "refer" else Stage.REVIEW, deadlines)
+        for t in unsent
+    )
+    case.ready_breached_at = case.submitted_breached_at = None
+    return tuple(settled)
+
+
 def _start_clocks(
     case: Case,
     tasks: Sequence[ReferralTask],
     target: CaseStatus | None,
     deadlines: Mapping[Priority, Deadlines],
-) -> None:
+    now: datetime,
+) -> tuple[tuple[Priority, Stage], ...]:
     """Set the case's deadlines for the stage the new tasks put it in. Pure over the row."""
     refer = [t for t in tasks if t.decision == "refer"]
     submitted = min(_due(t, Stage.SUBMITTED, deadlines) for t in tasks)
     if case.status in (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
-        # A supplementary packet: fresh clocks from the new flags, and its own breaches.
-        case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in tasks)
-        case.submitted_due_at = submitted
-        case.ready_breached_at = case.submitted_breached_at = None
-        return
+        return _next_round(case, tasks, deadlines, now)
     case.submitted_due_at = _earliest(case.submitted_due_at, submitted) or submitted
     if target is CaseStatus.REVIEW or (target is None and case.status is CaseStatus.REVIEW):
         case.review_due_at = _earliest(
@@ -171,6 +207,7 @@ def _start_clocks(
         )
     elif target is CaseStatus.READY and refer:
         case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in refer)
+    return ()
 
 
 async def _apply_to_case(
@@ -215,7 +252,7 @@ async def _apply_to_case(
     case.criteria = sorted({*case.criteria, *(c.value for t in tasks for c in t.criteria)})
     case.first_detected_at = min([case.first_detected_at, *(t.detected_at for t in tasks)])
     case.updated_at = now
-    _start_clocks(case, tasks, target, deadlines)
+    settled = _start_clocks(case, tasks, target, deadlines, now)
     was_ready = not opened and case.status is CaseStatus.READY
     if opened and target is not None:
         case.status = target
@@ -244,7 +281,7 @@ async def _apply_to_case(
         )
         .on_conflict_do_nothing()
     )
-    packets = Packets(reporter=reporter, directory=directory)
+    packets = CaseConfig(reporter=reporter, directory=directory, deadlines=deadlines)
     if opened:
         if case.status is CaseStatus.READY:
             await _rebuild_packet(session=session, case=case, packets=packets, now=now)
@@ -263,15 +300,20 @@ async def _apply_to_case(
     elif case.status is CaseStatus.READY:
         await _rebuild_packet(session=session, case=case, packets=packets, now=now)
     became_ready = not was_ready and case.status is CaseStatus.READY
-    return [AppliedTask(t, case.case_id, case.status, became_ready) for t in tasks]
+    return [
+        AppliedTask(t, case.case_id, case.status, became_ready, settled if i == 0 else ())
+        for i, t in enumerate(tasks)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
-class Packets:
-    """What building a packet needs besides the case: the sender and the force directory."""
+class CaseConfig:
+    """What moving a case needs besides the case: the sender and force directory for its
+    packets, and the SLA deadlines for its clocks."""
 
     reporter: Reporter
     directory: ForceDirectory
+    deadlines: Mapping[Priority, Deadlines] = field(default_factory=lambda: DEFAULT_DEADLINES)
 
 
 def _waiting_on(case: Case) -> tuple[datetime | None, str | None]:
@@ -314,15 +356,21 @@ async def _transition(
     to: CaseStatus,
     actor: str,
     now: datetime,
-    packets: Packets,
+    packets: CaseConfig,
     by_system: bool = False,
     external_reference: str | None = None,
     note: str | None = None,
+    packet_version: int | None = None,
 ) -> None:
     """Every change of a case's state goes through here: checked, timestamped, logged."""
     previous = case.status
     check_transition(
-        previous, to, by_system=by_system, external_reference=external_reference, note=note
+        previous,
+        to,
+        by_system=by_system,
+        external_reference=external_reference,
+        note=note,
+        packet_version=packet_version,
     )
     match (previous, to):
         case (CaseStatus.REVIEW, CaseStatus.READY):
@@ -336,9 +384,16 @@ async def _transition(
         case (CaseStatus.REVIEW, CaseStatus.DISMISSED):
             case.reviewed_at = case.dismissed_at = now
         case (CaseStatus.READY, CaseStatus.SUBMITTED):
+            sent = packet_version or 0
+            earliest = (case.submitted_version or 0) + 1
+            if not earliest <= sent <= case.packet_version:
+                raise InvalidRequest(
+                    f"packet_version must name the version that was sent: one of "
+                    f"{earliest}..{case.packet_version}"
+                )
             case.submitted_at = now
             case.external_reference = external_reference
-            case.submitted_version = case.packet_version
+            case.submitted_version = sent
         case (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
             case.acknowledged_at = now
             case.external_reference = external_reference or case.external_reference
@@ -358,6 +413,18 @@ async def _transition(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What a person's transition did."""
+
+    case: Case
+    previous: CaseStatus
+    settled: tuple[tuple[Priority, Stage], ...] = ()
+    """Breaches of the round closed when the version sent was not the latest."""
+    ready_seconds: float | None = None
+    """For a submission: how long the packet was ready before a person sent it."""
+
+
 async def transition_case(
     *,
     session: AsyncSession,
@@ -365,15 +432,29 @@ async def transition_case(
     to: CaseStatus,
     actor: str,
     now: datetime,
-    packets: Packets,
+    packets: CaseConfig,
     external_reference: str | None = None,
     note: str | None = None,
-) -> tuple[Case, CaseStatus]:
-    """A person moves a case; returns it with the state it left. Locks the row meanwhile."""
+    packet_version: int | None = None,
+    expected_updated_at: datetime | None = None,
+) -> Moved:
+    """A person moves a case. Locks the row meanwhile.
+
+    `expected_updated_at` (the case's `updated_at` as the person read it) refuses the move when
+    the case changed since, e.g. a flag joined a review. `packet_version` names the version a
+    person sent; when a later one exists, the flags it added are not lost: the case is made
+    ready again at once with a supplementary packet.
+    """
     case = await session.scalar(select(Case).where(Case.case_id == case_id).with_for_update())
     if case is None:
         raise NotFound(f"no case {case_id}")
+    if expected_updated_at is not None and case.updated_at != expected_updated_at:
+        raise Conflict(
+            f"the case changed at {case.updated_at.isoformat()}, after the version you read; "
+            "read it again before moving it"
+        )
     previous = case.status
+    ready_since = case.ready_at
     await _transition(
         session=session,
         case=case,
@@ -383,12 +464,38 @@ async def transition_case(
         packets=packets,
         external_reference=external_reference,
         note=note,
+        packet_version=packet_version,
     )
-    return case, previous
+    waited = None
+    if previous is CaseStatus.READY and ready_since is not None:
+        waited = max((now - ready_since).total_seconds(), 0.0)
+    settled: tuple[tuple[Priority, Stage], ...] = ()
+    if case.status is CaseStatus.SUBMITTED and (case.submitted_version or 0) < case.packet_version:
+        unsent = [
+            ReferralTask.model_validate(body)
+            for body in await session.scalars(
+                select(Task.body).where(
+                    Task.case_id == case.case_id,
+                    Task.attached_version >= (case.submitted_version or 0),
+                )
+            )
+        ]
+        settled = _next_round(case, unsent, packets.deadlines, now)
+        await _transition(
+            session=session,
+            case=case,
+            to=CaseStatus.READY,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            packets=packets,
+            by_system=True,
+            note=f"version {case.submitted_version} was sent; later flags need a supplement",
+        )
+    return Moved(case, previous, settled, waited)
 
 
 async def _rebuild_packet(
-    *, session: AsyncSession, case: Case, packets: Packets, now: datetime
+    *, session: AsyncSession, case: Case, packets: CaseConfig, now: datetime
 ) -> None:
     """Build the next packet version from every task of the case; earlier versions stay.
 

@@ -1,5 +1,6 @@
 """Service-level deadlines per priority and stage, measured from `detected_at`. Pure."""
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,7 +68,7 @@ def first_due_at(
     detected_at: datetime,
     priority: Priority,
     decision: str,
-    deadlines: dict[Priority, Deadlines] = DEFAULT_DEADLINES,
+    deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
 ) -> datetime:
     """When the first stage is due: ready for a referral, reviewed for a review."""
     table = deadlines[priority]

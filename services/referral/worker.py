@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask
@@ -106,6 +105,8 @@ class TaskRecorder:
             m.dlq_messages.labels(topic, reason).inc()
         for item in applied:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
+            for priority, stage in item.settled:
+                m.sla_breaches.labels(priority.value, stage.value).inc()
             if item.became_ready:
                 m.stage_seconds.labels("routed_to_ready", item.task.priority.value).observe(
                     max((now - item.task.routed_at).total_seconds(), 0.0)
@@ -137,6 +138,7 @@ class SlaSweeper:
             self._metrics.sla_breaches.labels(priority.value, stage.value).inc()
         if found.breaches:
             log.warning("SLA breaches found", extra={"breaches": len(found.breaches)})
+        self._metrics.sla_last_sweep.set(self._clock().timestamp())
         return found
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
@@ -144,7 +146,8 @@ class SlaSweeper:
         while not stop.is_set():
             try:
                 await self.sweep_once()
-            except (SQLAlchemyError, OSError) as exc:
+            # Any failure: the sweep must outlive it, and its staleness is on a gauge.
+            except Exception as exc:
                 log.warning(
                     "SLA sweep failed; next in %ss", interval, extra={"error": type(exc).__name__}
                 )

@@ -1,5 +1,6 @@
 """From a validated flag to its decision and referral tasks. Pure: the clock is passed in."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -13,7 +14,7 @@ from schemas.referral import (
     ReferralTask,
     task_id_for,
 )
-from services.referral.sla import first_due_at
+from services.referral.sla import DEFAULT_DEADLINES, Deadlines, first_due_at
 from services.router import destinations
 from services.router.forces import ForceDirectory
 from services.router.policy import Policy, evaluate
@@ -37,6 +38,7 @@ def route(
     directory: ForceDirectory,
     home_force_id: str,
     now: datetime,
+    deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
 ) -> Routing:
     verdict = evaluate(policy, flag)
     planned = (
@@ -80,7 +82,7 @@ def route(
             policy_version=policy.version,
             detected_at=flag.detected_at,
             routed_at=now,
-            due_at=first_due_at(flag.detected_at, verdict.priority, kind),
+            due_at=first_due_at(flag.detected_at, verdict.priority, kind, deadlines),
             flag=flag,
         )
         for destination in planned

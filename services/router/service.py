@@ -64,6 +64,7 @@ class FlagRouter:
                 directory=self._directory,
                 home_force_id=self._settings.home_force_id,
                 now=now,
+                deadlines=self._settings.sla_deadlines,
             )
         except (ValueError, OverflowError) as exc:
             # A valid flag that routing cannot handle is a bug of ours: say so loudly (log, DLQ,

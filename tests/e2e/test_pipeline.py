@@ -217,7 +217,11 @@ async def test_sample_flags_become_decisions_cases_packets_and_dead_letters(
         assert (approved.status_code, approved.json()["packet_versions"]) == (200, [1])
         sent = await client.post(
             f"{pipeline.api}/v1/cases/{case_id}/transitions",
-            json={"to": "submitted", "external_reference": "WYP-20261126-0001"},
+            json={
+                "to": "submitted",
+                "external_reference": "WYP-20261126-0001",
+                "packet_version": 1,
+            },
             headers=headers,
         )
         assert (sent.status_code, sent.json()["status"]) == (200, "submitted")

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.referral import ReferralTask
+from schemas.referral import Priority, ReferralTask
 from services.pipeline.metrics import Metrics
 from services.referral import service
 from services.referral.api import create_app
@@ -47,7 +47,7 @@ class Api:
     viewer: dict[str, str]
     metrics: Any
 
-    async def move(self, case_id: UUID, to: str, **fields: str) -> httpx.Response:
+    async def move(self, case_id: UUID, to: str, **fields: object) -> httpx.Response:
         return await self.client.post(
             f"/v1/cases/{case_id}/transitions", json={"to": to, **fields}, headers=self.auth
         )
@@ -127,15 +127,13 @@ async def test_a_review_case_is_approved_submitted_acknowledged_and_closed(
     assert "0808 800 5000" in opened["guidance"], "a reviewer is signposted to the NSPCC"
 
     moments = {}
-    for step, (to, fields) in enumerate(
-        [
-            ("ready", {"note": "grooming pattern confirmed by a second reviewer"}),
-            ("submitted", {"external_reference": "KNT-20261126-0042"}),
-            ("acknowledged", {}),
-            ("closed", {"note": "force confirmed it has taken the case on"}),
-        ],
-        start=1,
-    ):
+    steps: list[tuple[str, dict[str, object]]] = [
+        ("ready", {"note": "grooming pattern confirmed by a second reviewer"}),
+        ("submitted", {"external_reference": "KNT-20261126-0042", "packet_version": 1}),
+        ("acknowledged", {}),
+        ("closed", {"note": "force confirmed it has taken the case on"}),
+    ]
+    for step, (to, fields) in enumerate(steps, start=1):
         api.clock.now = DETECTED_AT + timedelta(hours=step)
         moments[to] = api.clock.now
         response = await api.move(case_id, to, **fields)
@@ -224,14 +222,18 @@ async def test_transitions_need_an_investigator_and_an_existing_case(
     case_id = await apply(
         sessions, police_tasks(subject=account(), signals=[signal("coercion", 0.9)]), api.clock.now
     )
-    body = {"to": "submitted", "external_reference": "KNT-1"}
+    body = {"to": "submitted", "external_reference": "KNT-1", "packet_version": 1}
     path = f"/v1/cases/{case_id}/transitions"
     assert (await api.client.post(path, json=body)).status_code == 401
     assert (await api.client.post(path, json=body, headers=api.viewer)).status_code == 403
-    missing = await api.move(uuid4(), "submitted", external_reference="KNT-1")
+    missing = await api.move(uuid4(), "submitted", external_reference="KNT-1", packet_version=1)
     assert missing.status_code == 404
     media = await api.move(
-        case_id, "submitted", external_reference="KNT-1", note="data:image/png;base64,iVBORw0KGgo="
+        case_id,
+        "submitted",
+        external_reference="KNT-1",
+        packet_version=1,
+        note="data:image/png;base64,iVBORw0KGgo=",
     )
     assert media.status_code == 422, "a note is text, never content"
     assert (await api.case(case_id))["status"] == "ready"
@@ -244,7 +246,10 @@ async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_o
     first = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
     case_id = await apply(sessions, first, api.clock.now)
     api.clock.now = DETECTED_AT + timedelta(minutes=30)
-    assert (await api.move(case_id, "submitted", external_reference="KNT-20261126-0042")).is_success
+    sent = await api.move(
+        case_id, "submitted", external_reference="KNT-20261126-0042", packet_version=1
+    )
+    assert sent.is_success
 
     later = police_tasks(
         subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(60), published_at=at(60)
@@ -272,7 +277,10 @@ async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_o
     assert "Supplementary to the referral sent as KNT-20261126-0042" in supplement["summary"]
 
     api.clock.now = DETECTED_AT + timedelta(minutes=70)
-    assert (await api.move(case_id, "submitted", external_reference="KNT-20261126-0042")).is_success
+    again = await api.move(
+        case_id, "submitted", external_reference="KNT-20261126-0042", packet_version=2
+    )
+    assert again.is_success
     assert (await api.move(case_id, "acknowledged")).is_success
     third = police_tasks(
         subject=subject, signals=[signal("coercion", 0.95)], detected_at=at(90), published_at=at(90)
@@ -323,7 +331,9 @@ async def test_submitting_observes_the_ready_to_submitted_time(
         sessions, police_tasks(subject=account(), signals=[signal("coercion", 0.9)]), api.clock.now
     )
     api.clock.now += timedelta(minutes=40)
-    assert (await api.move(case_id, "submitted", external_reference="KNT-7")).is_success
+    assert (
+        await api.move(case_id, "submitted", external_reference="KNT-7", packet_version=1)
+    ).is_success
     text = (await api.client.get("/metrics/")).text
     assert 'csae_stage_seconds_count{priority="P1",stage="ready_to_submitted"} 1.0' in text
     assert 'csae_stage_seconds_sum{priority="P1",stage="ready_to_submitted"} 2400.0' in text
@@ -353,7 +363,9 @@ async def test_the_sweep_finds_overdue_cases_and_counts_each_breach_once(
 
     clock.now = DETECTED_AT + timedelta(minutes=11)
     first = await sweeper.sweep_once()
-    assert first.breaches == [(first.breaches[0][0], Stage.READY)]
+    last = metrics.registry.get_sample_value("csae_sla_last_sweep_timestamp_seconds")
+    assert last == clock.now.timestamp()
+    assert first.breaches == [(Priority.P1, Stage.READY)]
     assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 1
     assert sum(first.overdue.values()) == 0
 
@@ -377,8 +389,9 @@ async def test_the_sweep_finds_overdue_cases_and_counts_each_breach_once(
             to=CaseStatus.SUBMITTED,
             actor="investigator:test",
             now=clock.now,
-            packets=service.Packets(reporter=REPORTER, directory=uk_forces()),
+            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
             external_reference="KNT-late",
+            packet_version=1,
         )
     await sweeper.sweep_once()
     assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
@@ -408,7 +421,7 @@ async def test_a_stage_done_late_is_a_breach_even_when_no_sweep_saw_it_open(
             to=CaseStatus.READY,
             actor="investigator:test",
             now=DETECTED_AT + timedelta(hours=6),
-            packets=service.Packets(reporter=REPORTER, directory=uk_forces()),
+            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
         )
     metrics = Metrics(CollectorRegistry())
     await SlaSweeper(
@@ -500,3 +513,136 @@ async def test_a_more_urgent_flag_brings_the_waiting_deadline_forward(
     assert case is not None
     assert (case.priority, case.status, case.due_stage) == ("P0", CaseStatus.READY, "submitted")
     assert case.due_at == case.submitted_due_at == DETECTED_AT + timedelta(minutes=30 + 15)
+
+
+async def test_every_illegal_move_from_every_state_answers_409_and_changes_nothing(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    path = [
+        ("ready", {}),
+        ("submitted", {"external_reference": "KNT-9", "packet_version": 1}),
+        ("acknowledged", {}),
+        ("closed", {}),
+    ]
+    case_id = await apply(
+        sessions, police_tasks(subject=account(), signals=[signal("grooming", 0.7)]), api.clock.now
+    )
+    for step in range(len(path) + 1):
+        case = await api.case(case_id)
+        current = case["status"]
+        allowed = case["allowed_transitions"]
+        for illegal in CaseStatus:
+            if illegal.value in allowed:
+                continue
+            refused = await api.move(case_id, illegal.value, note="n")
+            assert refused.status_code == 409, (current, illegal)
+            assert (refused.json()["status"], refused.json()["allowed"]) == (current, allowed)
+        assert (await api.case(case_id))["updated_at"] == case["updated_at"]
+        if step < len(path):
+            to, fields = path[step]
+            assert (await api.move(case_id, to, **fields)).is_success
+
+
+async def test_a_move_on_a_case_that_changed_since_it_was_read_is_refused(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    subject = account()
+    case_id = await apply(
+        sessions, police_tasks(subject=subject, signals=[signal("grooming", 0.7)]), api.clock.now
+    )
+    read = await api.case(case_id)
+    # While the reviewer reads, another flag for review joins the case.
+    await apply(
+        sessions,
+        police_tasks(subject=subject, signals=[signal("grooming", 0.65)]),
+        api.clock.now + timedelta(seconds=30),
+    )
+    stale = await api.move(
+        case_id, "dismissed", note="nothing here", expected_updated_at=read["updated_at"]
+    )
+    assert stale.status_code == 409
+    assert "read it again" in stale.json()["detail"]
+    fresh = await api.case(case_id)
+    assert len(fresh["flag_ids"]) == 2
+    dismissed = await api.move(
+        case_id, "dismissed", note="both flags reviewed", expected_updated_at=fresh["updated_at"]
+    )
+    assert dismissed.json()["status"] == "dismissed"
+
+
+async def test_sending_an_older_version_brings_the_later_flags_back_as_a_supplement(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    subject = account()
+    first = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
+    case_id = await apply(sessions, first, api.clock.now)
+    # The lead phones version 1 through while a second flag builds version 2.
+    second = police_tasks(
+        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(3), published_at=at(3)
+    )
+    await apply(sessions, second, DETECTED_AT + timedelta(minutes=4))
+    api.clock.now = DETECTED_AT + timedelta(minutes=20)
+    too_new = await api.move(case_id, "submitted", external_reference="KNT-55", packet_version=3)
+    assert too_new.status_code == 400
+    assert "1..2" in too_new.json()["detail"]
+
+    moved = await api.move(case_id, "submitted", external_reference="KNT-55", packet_version=1)
+    case = moved.json()
+    assert (case["status"], case["submitted_version"], case["packet_version"]) == ("ready", 1, 3)
+    assert [
+        (t["from_status"], t["to_status"], t["actor"] == "system") for t in case["transitions"][-2:]
+    ] == [
+        ("ready", "submitted", False),
+        ("submitted", "ready", True),
+    ]
+    v3 = (await api.client.get(f"/v1/cases/{case_id}/packets/3", headers=api.auth)).json()
+    assert v3["supplement"]["supplements_version"] == 1
+    assert v3["supplement"]["new_flag_ids"] == [str(second[0].flag_id)]
+    allowed = DEFAULT_DEADLINES[second[0].priority].submitted
+    assert (
+        datetime.fromisoformat(case["submitted_due_at"])
+        == DETECTED_AT + timedelta(minutes=3) + allowed
+    )
+
+
+async def test_a_supplement_never_erases_a_breach_no_sweep_has_counted(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = account()
+    # Applied 10 minutes after detection (P1 ready ≤ 5 min), sent 30 h later (≤ 24 h).
+    case_id = await apply(
+        own_sessions,
+        police_tasks(subject=subject, signals=[signal("coercion", 0.9)]),
+        DETECTED_AT + timedelta(minutes=10),
+    )
+    async with own_sessions() as session, session.begin():
+        await service.transition_case(
+            session=session,
+            case_id=case_id,
+            to=CaseStatus.SUBMITTED,
+            actor="investigator:test",
+            now=DETECTED_AT + timedelta(hours=30),
+            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
+            external_reference="KNT-late",
+            packet_version=1,
+        )
+    later = police_tasks(
+        subject=subject,
+        signals=[signal("coercion", 0.95)],
+        detected_at=at(31 * 60),
+        published_at=at(31 * 60),
+    )
+    async with own_sessions() as session, session.begin():
+        applied = await service.apply_tasks(
+            session=session,
+            tasks=later,
+            reporter=REPORTER,
+            directory=uk_forces(),
+            now=DETECTED_AT + timedelta(hours=31, minutes=1),
+        )
+    assert applied[0].settled == ((Priority.P1, Stage.READY), (Priority.P1, Stage.SUBMITTED))
+    metrics = Metrics(CollectorRegistry())
+    clock = Clock(DETECTED_AT + timedelta(hours=31, minutes=2))
+    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    for stage in Stage:
+        assert _sample(metrics, "csae_sla_breaches_total", "P1", stage) == 0, stage

@@ -31,7 +31,11 @@ NEEDS: dict[CaseStatus, dict[str, str]] = {
 def _check(current: CaseStatus, to: CaseStatus) -> None:
     needs = NEEDS.get(to, {})
     check_transition(
-        current, to, external_reference=needs.get("external_reference"), note=needs.get("note")
+        current,
+        to,
+        external_reference=needs.get("external_reference"),
+        note=needs.get("note"),
+        packet_version=1 if to is S.SUBMITTED else None,
     )
 
 
@@ -62,11 +66,15 @@ def test_every_other_move_is_refused_naming_the_state_and_the_allowed_moves(
         assert "final" in message
 
 
-def test_submitting_requires_the_receivers_reference() -> None:
+def test_submitting_requires_the_receivers_reference_and_the_version_sent() -> None:
     with pytest.raises(InvalidRequest, match="external_reference"):
-        check_transition(S.READY, S.SUBMITTED)
+        check_transition(S.READY, S.SUBMITTED, packet_version=1)
     with pytest.raises(InvalidRequest, match="external_reference"):
-        check_transition(S.READY, S.SUBMITTED, external_reference="")
+        check_transition(S.READY, S.SUBMITTED, external_reference="", packet_version=1)
+    with pytest.raises(InvalidRequest, match="packet_version"):
+        check_transition(S.READY, S.SUBMITTED, external_reference="KNT-1")
+    with pytest.raises(InvalidRequest, match="packet_version"):
+        check_transition(S.SUBMITTED, S.ACKNOWLEDGED, packet_version=1)
 
 
 def test_dismissing_requires_a_reason() -> None:

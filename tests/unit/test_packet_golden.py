@@ -13,9 +13,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from pydantic import TypeAdapter
 
 from schemas.flag import ModerationFlag
-from schemas.packets import Supplement
+from schemas.packets import NSPCC_GUIDANCE, Packet, Supplement
 from schemas.referral import (
     Criterion,
     Destination,
@@ -179,3 +180,19 @@ def test_packets_match_their_golden_files(
     )
     _compare(f"{name}.json", json.dumps(packet.model_dump(mode="json"), indent=2) + "\n")
     _compare(f"{name}.txt", render_text(packet))
+
+
+@pytest.mark.parametrize("name", ["police_packet", "iwf_packet"])
+def test_packets_stored_before_supplements_and_signposting_still_read(name: str) -> None:
+    """Packets stored by the first release lack `supplement`, `support` and the subject's
+    postcode district: the API must still serve them, as JSON and as text."""
+    body = json.loads((GOLDEN / f"{name}.json").read_text())
+    for key in ("supplement", "support"):
+        del body[key]
+    if "subject" in body:
+        del body["subject"]["postcode_district"]
+    packet = TypeAdapter[Packet](Packet).validate_python(body)
+    assert packet.support == NSPCC_GUIDANCE
+    assert render_text(packet) == (GOLDEN / f"{name}.txt").read_text().replace(
+        "  Postcode district: B1\n", ""
+    )

@@ -38,10 +38,15 @@ def upgrade() -> None:
     op.add_column("cases", sa.Column("submitted_version", sa.Integer()))
     op.alter_column("cases", "ready_due_at", nullable=True)
     op.create_index("ix_cases_due_at", "cases", ["due_at"])
-    # Cases from 0001 are either in review or ready: start the clock they wait on.
+    # Cases from 0001 are either in review or ready: start the clock they wait on. 0001 gave a
+    # review case a ready deadline too; its review deadline is the one that counts.
     op.execute(
-        "UPDATE cases SET due_at = review_due_at, due_stage = 'review' WHERE status = 'review'"
+        "UPDATE cases SET due_at = review_due_at, due_stage = 'review', ready_due_at = NULL "
+        "WHERE status = 'review'"
     )
+    # A 0001 case became ready before this release could measure it: its ready stage is history,
+    # not a breach to page anyone about now. Open stages (review, submission) are still counted.
+    op.execute("UPDATE cases SET ready_breached_at = now() WHERE ready_at IS NOT NULL")
     op.execute(
         "UPDATE cases SET due_at = submitted_due_at, due_stage = 'submitted' WHERE status = 'ready'"
     )
