@@ -108,6 +108,26 @@ async def apply(
     return applied[0].case_id
 
 
+async def move(
+    sessions: async_sessionmaker[AsyncSession],
+    case_id: UUID,
+    to: CaseStatus,
+    now: datetime,
+    **fields: Any,
+) -> service.Moved:
+    """A person's move straight through the service, at `now`."""
+    async with sessions() as session, session.begin():
+        return await service.transition_case(
+            session=session,
+            case_id=case_id,
+            to=to,
+            actor="investigator:test",
+            now=now,
+            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
+            **fields,
+        )
+
+
 def police_tasks(**flag: Any) -> list[ReferralTask]:
     return [t for t in routed(make_flag(**flag)).tasks if t.destination.kind.value == "police"]
 
@@ -382,17 +402,14 @@ async def test_the_sweep_finds_overdue_cases_and_counts_each_breach_once(
     assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1, "counted once"
     assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 1, "counted once"
 
-    async with own_sessions() as session, session.begin():
-        await service.transition_case(
-            session=session,
-            case_id=on_time,
-            to=CaseStatus.SUBMITTED,
-            actor="investigator:test",
-            now=clock.now,
-            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
-            external_reference="KNT-late",
-            packet_version=1,
-        )
+    await move(
+        own_sessions,
+        on_time,
+        CaseStatus.SUBMITTED,
+        clock.now,
+        external_reference="KNT-late",
+        packet_version=1,
+    )
     await sweeper.sweep_once()
     assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
     assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.SUBMITTED) == 2
@@ -414,15 +431,7 @@ async def test_a_stage_done_late_is_a_breach_even_when_no_sweep_saw_it_open(
     review = police_tasks(subject=account(), signals=[signal("grooming", 0.7)])
     rp = review[0].priority.value
     case_id = await apply(own_sessions, review, DETECTED_AT + timedelta(minutes=1))
-    async with own_sessions() as session, session.begin():
-        await service.transition_case(
-            session=session,
-            case_id=case_id,
-            to=CaseStatus.READY,
-            actor="investigator:test",
-            now=DETECTED_AT + timedelta(hours=6),
-            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
-        )
+    await move(own_sessions, case_id, CaseStatus.READY, DETECTED_AT + timedelta(hours=6))
     metrics = Metrics(CollectorRegistry())
     await SlaSweeper(
         sessions=own_sessions, metrics=metrics, clock=Clock(DETECTED_AT + timedelta(hours=7))
@@ -615,17 +624,14 @@ async def test_a_supplement_never_erases_a_breach_no_sweep_has_counted(
         police_tasks(subject=subject, signals=[signal("coercion", 0.9)]),
         DETECTED_AT + timedelta(minutes=10),
     )
-    async with own_sessions() as session, session.begin():
-        await service.transition_case(
-            session=session,
-            case_id=case_id,
-            to=CaseStatus.SUBMITTED,
-            actor="investigator:test",
-            now=DETECTED_AT + timedelta(hours=30),
-            packets=service.CaseConfig(reporter=REPORTER, directory=uk_forces()),
-            external_reference="KNT-late",
-            packet_version=1,
-        )
+    await move(
+        own_sessions,
+        case_id,
+        CaseStatus.SUBMITTED,
+        DETECTED_AT + timedelta(hours=30),
+        external_reference="KNT-late",
+        packet_version=1,
+    )
     later = police_tasks(
         subject=subject,
         signals=[signal("coercion", 0.95)],
@@ -646,3 +652,31 @@ async def test_a_supplement_never_erases_a_breach_no_sweep_has_counted(
     await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
     for stage in Stage:
         assert _sample(metrics, "csae_sla_breaches_total", "P1", stage) == 0, stage
+
+
+async def test_a_flag_for_review_on_a_sent_case_is_due_within_the_review_deadline(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = account()
+    case_id = await apply(
+        sessions, police_tasks(subject=subject, signals=[signal("coercion", 0.9)]), DETECTED_AT
+    )
+    await move(
+        sessions,
+        case_id,
+        CaseStatus.SUBMITTED,
+        DETECTED_AT + timedelta(minutes=20),
+        external_reference="KNT-3",
+        packet_version=1,
+    )
+    unconfirmed = police_tasks(
+        subject=subject, signals=[signal("grooming", 0.7)], detected_at=at(60), published_at=at(60)
+    )
+    assert unconfirmed[0].decision == "review"
+    await apply(sessions, unconfirmed, DETECTED_AT + timedelta(minutes=61))
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+    assert case is not None
+    assert case.status is CaseStatus.READY
+    review = DEFAULT_DEADLINES[unconfirmed[0].priority].review
+    assert case.submitted_due_at == DETECTED_AT + timedelta(minutes=60) + review
