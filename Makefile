@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install up down run test test-unit lint format bench schemas
+.PHONY: help install up down run test test-unit lint format bench schemas alerts
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,3 +60,7 @@ schemas: install ## Regenerate the JSON Schema files in schemas/json
 
 bench: install ## Run the benchmarks (not part of make test)
 	$(BIN)/python -m benchmarks
+
+alerts: ## Check the Prometheus alert rules and their tests with promtool
+	deploy/prometheus/promtool.sh check rules deploy/prometheus/csae-alerts.yaml
+	cd deploy/prometheus && ./promtool.sh test rules csae-alerts.test.yaml
