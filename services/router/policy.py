@@ -287,8 +287,12 @@ class Verdict(NamedTuple):
     outcome: Outcome
     priority: Priority | None
     criteria: tuple[Criterion, ...]
+    """Every criterion an active rule established, review rules included (the decision's)."""
     immediate_danger: bool
     fired: tuple[Fired, ...] = ()
+    referred: tuple[Criterion, ...] = ()
+    """For a refer, the criteria that active refer rules established: what its referrals carry.
+    A criterion only a review rule established is not referred unseen (see `_combine`)."""
 
     @property
     def active(self) -> tuple[Fired, ...]:
@@ -361,10 +365,15 @@ def _combine(flag: ModerationFlag, fired: tuple[Fired, ...]) -> Verdict:
     active = [rule for rule in fired if rule.mode == "active"]
     if not active:
         return Verdict(Outcome.NONE, None, (), danger, fired)
-    outcome = Outcome.REFER if any(r.outcome == "refer" for r in active) else Outcome.REVIEW
+    refer = [r for r in active if r.outcome == "refer"]
+    outcome = Outcome.REFER if refer else Outcome.REVIEW
     priority = min((r.priority for r in active), key=_RANK.__getitem__)
     criteria = tuple(sorted({c for r in active for c in r.criteria}))
-    return Verdict(outcome, priority, criteria, danger, fired)
+    # A refer carries only what refer rules established: evidence that earned a review (say
+    # classifier imagery, "never referred unseen") must not ride along as a referred criterion
+    # (and so reach the IWF) because another signal of the flag was referred.
+    referred = tuple(sorted({c for r in refer for c in r.criteria}))
+    return Verdict(outcome, priority, criteria, danger, fired, referred)
 
 
 BUNDLED_POLICY = "data/policy.yaml"

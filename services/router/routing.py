@@ -3,10 +3,11 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from schemas.flag import ModerationFlag
 from schemas.referral import (
+    Criterion,
     Decision,
     Destination,
     Outcome,
@@ -17,7 +18,7 @@ from schemas.referral import (
 from services.referral.sla import DEFAULT_DEADLINES, Deadlines, first_due_at
 from services.router import destinations
 from services.router.forces import ForceDirectory
-from services.router.policy import Policy, evaluate
+from services.router.policy import Policy, Verdict, evaluate
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,59 @@ def case_key(flag: ModerationFlag, destination: Destination) -> str:
     return f"{flag.platform.org_id}|{flag.subject.account_id}|{destination.key}"
 
 
+class _Planned(NamedTuple):
+    destination: Destination
+    criteria: tuple[Criterion, ...]
+    priority: Priority
+    kind: Literal["refer", "review"]
+
+
+def _planned(
+    flag: ModerationFlag, verdict: Verdict, directory: ForceDirectory, home_force_id: str
+) -> list[_Planned]:
+    """The tasks to make: where each goes, with which criteria, priority and decision.
+
+    A refer goes to the destinations planned from the criteria that refer rules established,
+    with those criteria. A destination that only review-level evidence calls for (the IWF, for
+    classifier imagery beside a referred coercion) gets a review task at that evidence's
+    priority: a person confirms the images before they are referred, and they are not dropped.
+    """
+    if verdict.priority is None or verdict.outcome is Outcome.NONE:
+        return []
+    emergency = verdict.priority is Priority.P0
+
+    def where(criteria: tuple[Criterion, ...]) -> list[Destination]:
+        return destinations.plan(flag, criteria, directory, home_force_id, emergency=emergency)
+
+    if verdict.outcome is Outcome.REVIEW:
+        return [
+            _Planned(destination, verdict.criteria, verdict.priority, "review")
+            for destination in where(verdict.criteria)
+        ]
+    referred = verdict.referred
+    planned = [
+        _Planned(destination, referred, verdict.priority, "refer")
+        for destination in where(referred)
+    ]
+    unseen = tuple(c for c in verdict.criteria if c not in referred)
+    if unseen:
+        priority = min(
+            (
+                rule.priority
+                for rule in verdict.active
+                if rule.outcome == "review" and not set(rule.criteria).isdisjoint(unseen)
+            ),
+            key=list(Priority).index,
+        )
+        referred_to = [task.destination for task in planned]
+        planned += [
+            _Planned(destination, unseen, priority, "review")
+            for destination in where(verdict.criteria)
+            if destination not in referred_to
+        ]
+    return planned
+
+
 def route(
     flag: ModerationFlag,
     *,
@@ -40,18 +94,9 @@ def route(
     now: datetime,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
 ) -> Routing:
+    """The decision for `flag` (every rule that fired) and its referral tasks."""
     verdict = evaluate(policy, flag)
-    planned = (
-        destinations.plan(
-            flag,
-            verdict.criteria,
-            directory,
-            home_force_id,
-            emergency=verdict.priority is Priority.P0,
-        )
-        if verdict.outcome is not Outcome.NONE
-        else []
-    )
+    planned = _planned(flag, verdict, directory, home_force_id)
     rules = [fired.contract() for fired in verdict.fired]  # built once, shared by every task
     active = [rule for rule in rules if rule.mode == "active"]
     decision = Decision(
@@ -62,29 +107,26 @@ def route(
         immediate_danger=verdict.immediate_danger,
         rules=rules,
         policy_version=policy.version,
-        destinations=planned,
+        destinations=[task.destination for task in planned],
         detected_at=flag.detected_at,
         decided_at=now,
     )
-    if verdict.priority is None or verdict.outcome is Outcome.NONE:
-        return Routing(decision, ())
-    kind: Literal["refer", "review"] = "refer" if verdict.outcome is Outcome.REFER else "review"
     tasks = tuple(
         ReferralTask(
-            task_id=task_id_for(flag.flag_id, destination),
-            case_key=case_key(flag, destination),
+            task_id=task_id_for(flag.flag_id, task.destination),
+            case_key=case_key(flag, task.destination),
             flag_id=flag.flag_id,
-            destination=destination,
-            criteria=list(verdict.criteria),
-            priority=verdict.priority,
-            decision=kind,
-            rules=active,
+            destination=task.destination,
+            criteria=list(task.criteria),
+            priority=task.priority,
+            decision=task.kind,
+            rules=active,  # review rules too, marked review: why the person sending should look
             policy_version=policy.version,
             detected_at=flag.detected_at,
             routed_at=now,
-            due_at=first_due_at(flag.detected_at, verdict.priority, kind, deadlines),
+            due_at=first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
             flag=flag,
         )
-        for destination in planned
+        for task in planned
     )
     return Routing(decision, tasks)

@@ -617,3 +617,19 @@ def test_default_policy_is_versioned_and_its_rule_ids_are_unique() -> None:
     assert policy.version
     ids = [r.rule_id for r in policy.rules] + [e.rule_id for e in policy.escalations]
     assert len(ids) == len(set(ids))
+
+
+def test_a_refer_carries_only_the_criteria_refer_rules_established() -> None:
+    verdict = _verdict("classifier", signal("iioc", 0.8), signal("coercion", 0.9))
+    assert [(r.rule_id, r.outcome) for r in verdict.fired] == [
+        ("iioc-classifier", "review"),
+        ("coercion-high", "refer"),
+    ]
+    assert (verdict.outcome, verdict.priority) == (REFER, P1)
+    assert verdict.criteria == (COERCION, IIOC)  # the decision lists all it saw
+    assert verdict.referred == (COERCION,)  # classifier imagery is never referred unseen
+
+
+def test_a_review_refers_nothing() -> None:
+    verdict = _verdict("classifier", signal("iioc", 0.8))
+    assert (verdict.outcome, verdict.criteria, verdict.referred) == (REVIEW, (IIOC,), ())

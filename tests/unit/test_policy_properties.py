@@ -87,7 +87,13 @@ def test_immediate_danger_always_gives_p0_and_a_police_destination(flag: Moderat
     routing = _route(flag)
     decision = routing.decision
     assert (decision.outcome, decision.priority) == (Outcome.REFER, Priority.P0)
-    assert {task.priority for task in routing.tasks} == {Priority.P0}
+    # Every referral is P0; only images that earned a review alone (IWF) wait for a person.
+    assert {task.priority for task in routing.tasks if task.decision == "refer"} == {Priority.P0}
+    assert all(
+        task.destination.kind is DestinationKind.IWF
+        for task in routing.tasks
+        if task.decision == "review"
+    )
     police = [
         d
         for d in decision.destinations
@@ -108,7 +114,12 @@ def test_no_task_without_a_criterion_and_an_active_rule(flag: ModerationFlag) ->
         assert task.criteria
         assert task.rules
         assert all(rule.mode == "active" for rule in task.rules)
-        assert set(task.criteria) == {c for rule in task.rules for c in rule.criteria}
+        established = {c for rule in task.rules for c in rule.criteria if rule.outcome == "refer"}
+        if task.decision == "refer":  # only what refer rules established is referred
+            assert set(task.criteria) == established
+        else:  # the rest goes to a person first
+            assert set(task.criteria) <= {c for rule in task.rules for c in rule.criteria}
+            assert set(task.criteria).isdisjoint(established)
 
 
 @MANY
@@ -117,6 +128,21 @@ def test_iwf_only_with_iioc(flag: ModerationFlag) -> None:
     for task in _route(flag).tasks:
         if task.destination.kind is DestinationKind.IWF:
             assert Criterion.IIOC in task.criteria
+
+
+@MANY
+@given(flags())
+def test_an_iwf_referral_only_when_a_refer_rule_established_iioc(flag: ModerationFlag) -> None:
+    routing = _route(flag)
+    refer_iioc = any(
+        rule.mode == "active" and rule.outcome == "refer" and Criterion.IIOC in rule.criteria
+        for rule in routing.decision.rules
+    )
+    for task in routing.tasks:
+        if task.destination.kind is DestinationKind.IWF and task.decision == "refer":
+            assert refer_iioc
+        if task.destination.kind is DestinationKind.IWF and not refer_iioc:
+            assert task.decision == "review"
 
 
 @MANY

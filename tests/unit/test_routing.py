@@ -238,3 +238,26 @@ def test_an_escalation_to_p0_abroad_also_goes_to_the_local_police() -> None:
     assert routing.decision.immediate_danger is False
     assert [d.mechanism for d in routing.decision.destinations] == ["local_police", "cybertip_ca"]
     assert {task.priority for task in routing.tasks} == {Priority.P0}
+
+
+def test_imagery_that_earned_a_review_is_not_referred_beside_a_referred_coercion() -> None:
+    flag = _flag(
+        signal("iioc", 0.8, shared_externally=True),
+        signal("coercion", 0.9),
+        content=[image(public=True)],
+    )
+    routing = _route(flag)
+    decision = routing.decision
+    assert (decision.outcome, decision.priority) == (Outcome.REFER, Priority.P1)
+    assert decision.criteria == [Criterion.COERCION, Criterion.IIOC]
+    assert [(r.rule_id, r.outcome) for r in decision.rules] == [
+        ("iioc-classifier", "review"),
+        ("coercion-high", "refer"),
+    ]
+    assert [(t.destination.key, t.decision, t.priority, t.criteria) for t in routing.tasks] == [
+        # The police get the coercion referred; the packet lists the imagery rule as a review.
+        ("police:thames-valley", "refer", Priority.P1, [Criterion.COERCION]),
+        # The IWF gets nothing until a person confirms the images: a review at their priority.
+        ("iwf", "review", Priority.P2, [Criterion.IIOC]),
+    ]
+    assert routing.tasks[1].due_at == DETECTED_AT + DEFAULT_DEADLINES[Priority.P2].review
