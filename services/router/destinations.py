@@ -6,6 +6,10 @@
 - Organisation outside the UK: `intl`, the country's mechanism from `MECHANISMS` (sourced), else
   the local police. A P0 (a child at risk now) outside the UK also goes to the local police first:
   a hotline or clearing house is not an emergency service, the country's police is.
+- A P0 whose child's country is known goes first to the police where the child is, wherever the
+  organisation is: the UK force for the child's location when the child is in the UK, else that
+  country's local police (`intl:<child's country>:local_police`); then to the organisation's
+  destinations as above. Only the police where the child is can reach the child now.
 """
 
 from dataclasses import dataclass
@@ -163,6 +167,25 @@ def may_be_shared_elsewhere(flag: ModerationFlag) -> bool:
     return any(content.url is not None and content.public for content in flag.content)
 
 
+def emergency_route(
+    flag: ModerationFlag, directory: ForceDirectory, home_force_id: str
+) -> Destination | None:
+    """The police where the child is, for a child at risk now; None when the country is unknown.
+
+    A child in the UK: the force for the child's location (else the reported account's, else the
+    home force: a UK force still takes the call and passes it on). Elsewhere: that country's
+    local police.
+    """
+    location = flag.child.location if flag.child else None
+    if location is None:
+        return None
+    if location.country == UK:
+        return Destination(
+            kind=DestinationKind.POLICE, force_id=police_force(flag, directory, home_force_id)
+        )
+    return Destination(kind=DestinationKind.INTL, mechanism=LOCAL_POLICE, country=location.country)
+
+
 def plan(
     flag: ModerationFlag,
     criteria: tuple[Criterion, ...],
@@ -173,9 +196,24 @@ def plan(
 ) -> list[Destination]:
     """The destinations for a flag referred or reviewed under `criteria`.
 
-    `emergency` (a P0 decision) adds the local police outside the UK; in the UK the police
-    destination is always there.
+    `emergency` (a P0 decision) puts the police where the child is first (`emergency_route`),
+    and adds the local police outside the UK; in the UK the police destination is always there.
     """
+    destinations = _for_organisation(flag, criteria, directory, home_force_id, emergency)
+    first = emergency_route(flag, directory, home_force_id) if emergency else None
+    if first is None:
+        return destinations
+    return [first, *[destination for destination in destinations if destination != first]]
+
+
+def _for_organisation(
+    flag: ModerationFlag,
+    criteria: tuple[Criterion, ...],
+    directory: ForceDirectory,
+    home_force_id: str,
+    emergency: bool,
+) -> list[Destination]:
+    """The destinations that follow from the organisation's country."""
     country = flag.platform.country
     if country != UK:
         entry = MECHANISMS.get(country)

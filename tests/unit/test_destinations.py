@@ -209,12 +209,12 @@ def test_iwf_only_for_iioc_that_may_be_shared_elsewhere(
     assert destinations[0].force_id == HOME
 
 
-def _abroad(country: str) -> ModerationFlag:
+def _abroad(country: str, child_location: dict[str, str] | None = None) -> ModerationFlag:
     return make_flag(
         platform={"org_id": "org-test", "service": "chat", "country": country},
         signals=[signal("iioc", 1.0, hash_match=_hash(external=True), shared_externally=True)],
         content=[image(public=True)],
-        child={"location": {"country": "GB", "postcode_district": "M1"}},
+        child={"location": child_location or {"country": "GB", "postcode_district": "M1"}},
     )
 
 
@@ -249,7 +249,8 @@ def test_organisation_outside_the_uk_gets_one_intl_destination(
 def test_an_emergency_outside_the_uk_goes_to_the_local_police_first(
     country: str, mechanisms: list[str]
 ) -> None:
-    destinations = plan(_abroad(country), (Criterion.SAFETY,), uk_forces(), HOME, emergency=True)
+    flag = _abroad(country, {"country": country})
+    destinations = plan(flag, (Criterion.SAFETY,), uk_forces(), HOME, emergency=True)
     assert [(d.kind, d.mechanism, d.country) for d in destinations] == [
         (DestinationKind.INTL, mechanism, country) for mechanism in mechanisms
     ]
@@ -310,3 +311,66 @@ def test_police_force_falls_back_to_the_subjects_location(
     subject = {"account_id": "acct-test-subject", "location": subject_location}
     flag = make_flag(child=child, subject=subject)
     assert police_force(flag, uk_forces(), HOME) == force_id
+
+
+POLICE_M1 = Destination(kind=DestinationKind.POLICE, force_id="greater-manchester")
+IWF = Destination(kind=DestinationKind.IWF)
+
+
+def _intl(country: str, mechanism: str = LOCAL_POLICE) -> Destination:
+    return Destination(kind=DestinationKind.INTL, mechanism=mechanism, country=country)
+
+
+@pytest.mark.parametrize(
+    ("org", "child_location", "expected"),
+    [
+        # A UK organisation whose child is in France: French police first, then as in the UK.
+        (
+            "GB",
+            {"country": "FR"},
+            [_intl("FR"), Destination(kind=DestinationKind.POLICE, force_id=HOME), IWF],
+        ),
+        # A US organisation whose child is in Manchester: Greater Manchester Police first.
+        (
+            "US",
+            {"country": "GB", "postcode_district": "M1"},
+            [POLICE_M1, _intl("US"), _intl("US", "ncmec_cybertipline")],
+        ),
+        # A child in the UK with no postcode: a UK force still (the home force), not none.
+        (
+            "US",
+            {"country": "GB"},
+            [
+                Destination(kind=DestinationKind.POLICE, force_id=HOME),
+                _intl("US"),
+                _intl("US", "ncmec_cybertipline"),
+            ],
+        ),
+        ("JP", {"country": "FR"}, [_intl("FR"), _intl("JP")]),
+        # Child and organisation in one country: nothing twice.
+        ("US", {"country": "US"}, [_intl("US"), _intl("US", "ncmec_cybertipline")]),
+        ("GB", {"country": "GB", "postcode_district": "M1"}, [POLICE_M1, IWF]),
+    ],
+    ids=[
+        "uk-org-child-in-france",
+        "us-org-child-in-manchester",
+        "us-org-child-in-uk-unplaced",
+        "jp-org-child-in-france",
+        "same-country-abroad",
+        "same-country-uk",
+    ],
+)
+def test_an_emergency_goes_first_to_the_police_where_the_child_is(
+    org: str, child_location: dict[str, str], expected: list[Destination]
+) -> None:
+    flag = _abroad(org, child_location)
+    assert plan(flag, (Criterion.IIOC, Criterion.SAFETY), uk_forces(), HOME, emergency=True) == (
+        expected
+    )
+
+
+def test_without_an_emergency_the_childs_country_does_not_add_a_destination() -> None:
+    flag = _abroad("GB", {"country": "FR"})
+    assert plan(flag, (Criterion.SAFETY,), uk_forces(), HOME) == [
+        Destination(kind=DestinationKind.POLICE, force_id=HOME)
+    ]
