@@ -189,7 +189,7 @@ class Rule:
 
     def _held(self, at: str, signal: Signal) -> list[str]:
         """The signal conditions of this rule, in words, once they are known to hold."""
-        held = [f"{at}category={signal.category}"]
+        held = [f"{at}category={signal.category}"] if self.categories is not None else []
         if self.labels is not None:
             held.append(f"{at}label={signal.label}")
         if self.hash_lists is not None and signal.hash_match is not None:

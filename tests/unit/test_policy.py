@@ -58,7 +58,7 @@ RULE_TABLE: list[
         "hash_match",
         [signal("iioc", 1.0, hash_match=_hash("exact"))],
         {},
-        ["iioc-hash-exact"],
+        ["iioc-hash-exact", "iioc-any"],
         REFER,
         P1,
         [IIOC],
@@ -68,7 +68,7 @@ RULE_TABLE: list[
         "hash_match",
         [signal("iioc", 0.9, hash_match=_hash("perceptual", 31))],
         {},
-        ["iioc-hash-perceptual", "iioc-hash-perceptual-weak"],
+        ["iioc-hash-perceptual", "iioc-hash-perceptual-weak", "iioc-any"],
         REVIEW,
         P2,
         [IIOC],
@@ -78,7 +78,7 @@ RULE_TABLE: list[
         "hash_match",
         [signal("iioc", 0.9, hash_match=_hash("perceptual", 32))],
         {},
-        ["iioc-hash-perceptual-weak"],
+        ["iioc-hash-perceptual-weak", "iioc-any"],
         REVIEW,
         P3,
         [IIOC],
@@ -88,7 +88,7 @@ RULE_TABLE: list[
         "moderator",
         [signal("iioc", 0.5)],
         {},
-        ["iioc-moderator"],
+        ["iioc-moderator", "iioc-any"],
         REFER,
         P1,
         [IIOC],
@@ -98,7 +98,7 @@ RULE_TABLE: list[
         "classifier",
         [signal("iioc", 0.7)],
         {},
-        ["iioc-classifier"],
+        ["iioc-classifier", "iioc-any"],
         REVIEW,
         P2,
         [IIOC],
@@ -135,7 +135,7 @@ RULE_TABLE: list[
     ),
     (
         "grooming-high-under-13",
-        "moderator",
+        "classifier",
         [signal("grooming", 0.95)],
         UNDER_13,
         ["grooming-high", "grooming-high-under-13"],
@@ -145,7 +145,7 @@ RULE_TABLE: list[
     ),
     (
         "grooming-medium",
-        "moderator",
+        "classifier",
         [signal("grooming", 0.6)],
         {},
         ["grooming-medium"],
@@ -193,7 +193,76 @@ RULE_TABLE: list[
         P3,
         [SAFETY],
     ),
-    ("user-report", "user_report", [signal("iioc", 0.1)], {}, ["user-report"], REVIEW, P2, [IIOC]),
+    (
+        "user-report",
+        "user_report",
+        [signal("grooming", 0.1)],
+        {},
+        ["user-report"],
+        REVIEW,
+        P2,
+        [GROOMING],
+    ),
+    (
+        "iioc-any",
+        "hash_match",
+        [signal("iioc", 1.0)],  # a hash-match source, but no hash_match object
+        {},
+        ["iioc-any"],
+        REVIEW,
+        P3,
+        [IIOC],
+    ),
+    (
+        "coercion-moderator",
+        "moderator",
+        [signal("coercion", 0.4)],
+        {},
+        ["coercion-moderator"],
+        REFER,
+        P1,
+        [COERCION],
+    ),
+    (
+        "self-harm-moderator",
+        "moderator",
+        [signal("self_harm", 0.4)],
+        {},
+        ["self-harm-moderator"],
+        REFER,
+        P1,
+        [SAFETY],
+    ),
+    (
+        "safety-moderator",
+        "moderator",
+        [signal("safety", 0.4)],
+        {},
+        ["safety-moderator"],
+        REFER,
+        P2,
+        [SAFETY],
+    ),
+    (
+        "grooming-moderator",
+        "moderator",
+        [signal("grooming", 0.8)],
+        {},
+        ["grooming-moderator"],
+        REFER,
+        P2,
+        [GROOMING],
+    ),
+    (
+        "grooming-moderator-under-13",
+        "moderator",
+        [signal("grooming", 0.3)],
+        UNDER_13,
+        ["grooming-moderator", "grooming-moderator-under-13"],
+        REFER,
+        P1,
+        [GROOMING],
+    ),
     (
         "user-report-urgent",
         "user_report",
@@ -283,7 +352,14 @@ def test_each_default_rule_fires_for_its_flag(
         ("safety", "classifier", 0.7999, REVIEW, P3),
         ("safety", "classifier", 0.4999, NONE, None),
         ("iioc", "classifier", 0.7, REVIEW, P2),
-        ("iioc", "classifier", 0.6999, NONE, None),
+        ("iioc", "classifier", 0.6999, REVIEW, P3),
+        ("iioc", "classifier", 0.0, REVIEW, P3),
+        ("iioc", "hash_match", 0.0, REVIEW, P3),
+        ("coercion", "moderator", 0.0, REFER, P1),
+        ("self_harm", "moderator", 0.4, REFER, P1),
+        ("safety", "moderator", 0.4, REFER, P2),
+        ("grooming", "moderator", 0.8, REFER, P2),
+        ("other", "moderator", 1.0, NONE, None),
         ("iioc", "moderator", 0.0, REFER, P1),
         ("grooming", "user_report", 0.0, REVIEW, P2),
         ("grooming", "user_report", 1.0, REVIEW, P2),
@@ -351,8 +427,8 @@ def test_a_user_report_is_referred_only_when_corroborated(
             P0,
             [COERCION, GROOMING, SAFETY],
         ),
-        ([signal("coercion", 0.9), signal("self_harm", 0.6)], REFER, P1, [COERCION, SAFETY]),
-        ([signal("coercion", 0.6), signal("self_harm", 0.9)], REFER, P1, [COERCION, SAFETY]),
+        ([signal("coercion", 0.9), signal("self_harm", 0.6)], REFER, P0, [COERCION, SAFETY]),
+        ([signal("coercion", 0.6), signal("self_harm", 0.9)], REFER, P0, [COERCION, SAFETY]),
         ([signal("coercion", 0.6), signal("safety", 0.9)], REFER, P2, [COERCION, SAFETY]),
         ([signal("safety", 0.6), signal("grooming", 0.95)], REFER, P2, [GROOMING, SAFETY]),
         ([signal("grooming", 0.7), signal("coercion", 0.6)], REVIEW, P2, [COERCION, GROOMING]),
@@ -531,8 +607,7 @@ def test_hash_list_and_distance_conditions(hash_match: dict[str, Any], fires: bo
     fired = {r.rule_id: r for r in evaluate(policy_with(rule), flag).fired}
     assert ("distance-test" in fired) is fires
     if fires:
-        assert fired["distance-test"].matched == (
-            "signals[0].category=iioc",
+        assert fired["distance-test"].matched == (  # no category condition: none listed
             "signals[0].hash_match.list=list-a",
             "signals[0].hash_match.match=perceptual",
             "signals[0].hash_match.distance<=10",
@@ -570,7 +645,7 @@ def test_hash_list_and_distance_conditions(hash_match: dict[str, Any], fires: bo
             "user_report",
             [signal("other", 0.1, immediate_danger=True)],
             "immediate-danger",
-            ("signals[0].category=other", "signals[0].immediate_danger=true"),
+            ("signals[0].immediate_danger=true",),  # the rule has no category condition
         ),
         (
             "hash_match",
@@ -623,6 +698,7 @@ def test_a_refer_carries_only_the_criteria_refer_rules_established() -> None:
     verdict = _verdict("classifier", signal("iioc", 0.8), signal("coercion", 0.9))
     assert [(r.rule_id, r.outcome) for r in verdict.fired] == [
         ("iioc-classifier", "review"),
+        ("iioc-any", "review"),
         ("coercion-high", "refer"),
     ]
     assert (verdict.outcome, verdict.priority) == (REFER, P1)
@@ -633,3 +709,47 @@ def test_a_refer_carries_only_the_criteria_refer_rules_established() -> None:
 def test_a_review_refers_nothing() -> None:
     verdict = _verdict("classifier", signal("iioc", 0.8))
     assert (verdict.outcome, verdict.criteria, verdict.referred) == (REVIEW, (IIOC,), ())
+
+
+@pytest.mark.parametrize(
+    ("kind", "coercion", "self_harm", "priority"),
+    [
+        ("classifier", 0.9, 0.9, P0),
+        ("classifier", 0.9, 0.6, P0),
+        ("classifier", 0.6, 0.9, P0),
+        ("classifier", 0.6, 0.6, P1),
+        ("hash_match", 0.9, 0.6, P0),
+        # A moderator's findings are clear whatever confidence they gave (one source per flag:
+        # a moderator flag has no classifier scores beside them).
+        ("moderator", 0.3, 0.3, P0),
+    ],
+    ids=[
+        "high-high",
+        "high-medium",
+        "medium-high",
+        "medium-medium",
+        "hash-source-high-medium",
+        "moderator-moderator",
+    ],
+)
+def test_every_pairing_of_sextortion_and_self_harm_cues_escalates(
+    kind: str, coercion: float, self_harm: float, priority: Priority
+) -> None:
+    """Clear coercion or self-harm alone refers at P1, a medium cue alone is a review at P2:
+    together they rise, to P0 when either is clear."""
+    alone = [
+        _verdict(kind, signal("coercion", coercion)),
+        _verdict(kind, signal("self_harm", self_harm)),
+    ]
+    verdict = _verdict(kind, signal("coercion", coercion), signal("self_harm", self_harm))
+    assert (verdict.outcome, verdict.priority, verdict.referred) == (
+        REFER,
+        priority,
+        (COERCION, SAFETY),
+    )
+    assert all(
+        list(Priority).index(priority) < list(Priority).index(v.priority)
+        for v in alone
+        if v.priority
+    )
+    assert any(r.rule_id.startswith("sextortion-with-self-harm") for r in verdict.fired)

@@ -31,7 +31,7 @@ def test_check_accepts_a_valid_policy(tmp_path: Path, capsys: pytest.CaptureFixt
     path = _policy_file(tmp_path)
     assert main(["policy", "check", str(path)]) == 0
     assert capsys.readouterr().out == (
-        f"{path}: valid, version candidate.1: 17 rule(s), 2 escalation(s), 0 in shadow mode\n"
+        f"{path}: valid, version candidate.1: 23 rule(s), 2 escalation(s), 0 in shadow mode\n"
     )
 
 
@@ -39,7 +39,8 @@ def test_check_refuses_an_invalid_policy_naming_rule_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def broken(data: dict[str, object]) -> None:
-        data["rules"][8]["when"]["max_confidence"] = 0.2  # type: ignore[index]
+        rules = {rule["id"]: rule for rule in data["rules"]}  # type: ignore[attr-defined]
+        rules["grooming-high"]["when"]["max_confidence"] = 0.2
 
     path = _policy_file(tmp_path, broken)
     assert main(["policy", "check", str(path)]) == 1

@@ -157,7 +157,7 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
         ),
         (
             lambda d: d["escalations"][0]["requires"].append(["no-such-rule"]),
-            "rule 'sextortion-with-self-harm': requires[2]: not rules of this policy: "
+            "rule 'sextortion-with-self-harm': requires[3]: not rules of this policy: "
             "['no-such-rule']",
         ),
         (
@@ -173,8 +173,8 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
             "on shadow rules only",
         ),
         (
-            lambda d: d["escalations"][0]["requires"].pop(),
-            "rule 'sextortion-with-self-harm': requires: List should have at least 2 items",
+            lambda d: d["escalations"][1]["requires"].pop(),
+            "rule 'sextortion-with-self-harm-cues': requires: List should have at least 2 items",
         ),
         (
             lambda d: d["rules"].extend(_rule(f"extra-{n}") for n in range(50)),

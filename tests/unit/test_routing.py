@@ -252,6 +252,7 @@ def test_imagery_that_earned_a_review_is_not_referred_beside_a_referred_coercion
     assert decision.criteria == [Criterion.COERCION, Criterion.IIOC]
     assert [(r.rule_id, r.outcome) for r in decision.rules] == [
         ("iioc-classifier", "review"),
+        ("iioc-any", "review"),
         ("coercion-high", "refer"),
     ]
     assert [(t.destination.key, t.decision, t.priority, t.criteria) for t in routing.tasks] == [
