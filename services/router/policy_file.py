@@ -4,6 +4,7 @@ A policy that does not validate is refused with one line per problem, each namin
 the field (`rule 'grooming-high': when.min_confidence: ...`), so whoever edited it can fix it.
 """
 
+import re
 from typing import Annotated, Any, Literal, Self
 
 import yaml
@@ -41,7 +42,8 @@ class Conditions(_Strict):
     min_confidence: Confidence | None = None
     """The signal's confidence is at least this."""
     max_confidence: Confidence | None = None
-    """The signal's confidence is below this (so adjacent bands neither overlap nor leave a gap)."""
+    """The signal's confidence is below this (so adjacent bands neither overlap nor leave a gap).
+    1 is refused: no confidence is above 1, so a band up to 1 inclusive leaves it out."""
     hash_match: Literal["exact", "perceptual"] | None = None
     hash_list: list[Label] | None = Field(default=None, min_length=1)
     max_distance: int | None = Field(default=None, ge=0, le=1024)
@@ -63,6 +65,18 @@ class Conditions(_Strict):
             )
         if high == 0.0:
             raise ValueError("max_confidence 0 can never hold (confidence is at least 0)")
+        if high == 1.0:
+            # Refused rather than read as "up to 1 inclusive": one reading everywhere (below
+            # max_confidence), and a band meant to reach the top says so by having no top.
+            raise ValueError(
+                "max_confidence 1 would leave out a confidence of exactly 1 (the bound is "
+                "exclusive): leave max_confidence out for a band that reaches 1"
+            )
+        if self.hash_match == "exact" and self.max_distance is not None:
+            raise ValueError(
+                "max_distance with hash_match 'exact' can never hold (an exact match reports no "
+                "distance): drop one of them"
+            )
         return self
 
     def given(self) -> set[str]:
@@ -104,7 +118,7 @@ class EscalationSpec(_Strict):
 
     id: Label
     mode: Literal["active", "shadow"]
-    requires: list[list[Label]] = Field(min_length=2, max_length=8)
+    requires: list[Annotated[list[Label], Field(min_length=1)]] = Field(min_length=2, max_length=8)
     then: Then
 
 
@@ -142,22 +156,57 @@ class PolicyDocument(_Strict):
                 "rules: no active rule whose only condition is 'immediate_danger: true' with "
                 "outcome refer and priority P0; a child in immediate danger must always be P0"
             )
+        for rule in self.rules:
+            if _on_danger_alone(rule) and rule.then.criteria != [Criterion.SAFETY]:
+                # Danger says a child is at risk now, not what the images are: iioc (and with it
+                # the IWF) is established by a hash match or a person, never by danger alone.
+                problems.append(
+                    f"rule {rule.id!r}: then.criteria: a rule on 'immediate_danger: true' alone "
+                    "establishes exactly [safety] (the signal's own category adds the rest)"
+                )
+        for category in _REPORTABLE:
+            if not any(
+                rule.mode == "active" and rule.when.category and category in rule.when.category
+                for rule in self.rules
+            ):
+                problems.append(
+                    f"rules: no active rule with category {category.value!r}: every reportable "
+                    "category needs one, or its signals are never reported"
+                )
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
 
+_REPORTABLE = [category for category in SignalCategory if category is not SignalCategory.OTHER]
+
+
+def _on_danger_alone(rule: RuleSpec) -> bool:
+    return rule.when.given() == {"immediate_danger"} and rule.when.immediate_danger is True
+
+
 def _refers_all_danger(rule: RuleSpec) -> bool:
     return (
         rule.mode == "active"
-        and rule.when.given() == {"immediate_danger"}
-        and rule.when.immediate_danger is True
+        and _on_danger_alone(rule)
         and (rule.then.outcome, rule.then.priority) == ("refer", Priority.P0)
     )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a mapping with a key twice (PyYAML keeps the last silently)."""
+    """A safe loader that refuses a mapping with a key twice (PyYAML keeps the last silently),
+    and reads only true and false as booleans (YAML 1.2): YAML 1.1 also reads yes, no, on and
+    off, so Norway's `NO` in `platform_country: [NO]` would become false."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:

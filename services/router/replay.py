@@ -26,12 +26,15 @@ class Tally:
     destination: Counter[str] = field(default_factory=Counter)
     shadow: Counter[str] = field(default_factory=Counter)
     """Shadow rules that fired, by id: what they would have done, had they been active."""
+    fired: set[str] = field(default_factory=set)
+    """Every rule that fired at least once, by id."""
 
     def add(self, decision: Decision) -> None:
         self.outcome[decision.outcome.value] += 1
         self.priority[decision.priority.value if decision.priority else "none"] += 1
         self.destination.update(destination.key for destination in decision.destinations)
         self.shadow.update(rule.rule_id for rule in decision.rules if rule.mode == "shadow")
+        self.fired.update(rule.rule_id for rule in decision.rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,15 @@ class Replay:
             lines += [f"  {k:<32}" + "".join(f"{c[k]:>16}" for c in counters) for k in keys]
             if not keys:
                 lines.append("  (none)")
+        # Labels and lists are free-form: a typo (`label: [sextorsion]`) makes a rule that
+        # validates and never fires. Over enough flags, a rule that never fired is worth a look.
+        lines += ["", "active rules that never fired"]
+        policies = [self.current] + ([self.candidate] if self.candidate else [])
+        for policy, tally in zip(policies, tallies, strict=True):
+            ids = [r.rule_id for r in policy.rules if r.mode == "active"]
+            ids += [e.rule_id for e in policy.escalations if e.mode == "active"]
+            idle = [rule_id for rule_id in ids if rule_id not in tally.fired]
+            lines.append(f"  {policy.version}: {', '.join(idle) or '(none)'}")
         if self.candidate is not None:
             lines += ["", f"decision changed for {len(self.changes)} flag(s)"]
             lines += [f"  {c.flag_id}  {c.current}  =>  {c.candidate}" for c in self.changes]

@@ -121,3 +121,23 @@ def test_replay_refuses_an_invalid_candidate(
     assert "no active rule whose only condition is 'immediate_danger: true'" in (
         capsys.readouterr().err
     )
+
+
+def test_replay_lists_the_active_rules_that_never_fired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def typo(data: dict[str, object]) -> None:
+        rules = {rule["id"]: rule for rule in data["rules"]}  # type: ignore[attr-defined]
+        rules["grooming-high"]["when"]["label"] = ["test_grooming_typo"]  # validates, never fires
+
+    path, _ = _flags(tmp_path)
+    candidate = _policy_file(tmp_path, typo)
+    assert main(["policy", "replay", str(path), "--policy", str(candidate)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("active rules that never fired")
+    current, changed = out[at + 1], out[at + 2]
+    assert current.startswith(f"  {default_policy_data()['version']}: ")
+    assert changed.startswith("  candidate.1: ")
+    assert "grooming-high," not in current
+    assert "grooming-high," in changed
+    assert "immediate-danger" in current  # no flag in danger was replayed

@@ -100,6 +100,22 @@ def test_a_missing_policy_file_is_refused_naming_it(tmp_path: Path) -> None:
             _rule(when={"category": ["grooming"], "source_kind": ["rumour"]}),
             "rule 'new-rule': when.source_kind.0: Input should be",
         ),
+        (
+            _rule(when={"category": ["grooming"], "min_confidence": 0.9, "max_confidence": 1.0}),
+            "rule 'new-rule': when: max_confidence 1 would leave out a confidence of exactly 1",
+        ),
+        (
+            _rule(when={"category": ["iioc"], "hash_match": "exact", "max_distance": 10}),
+            "rule 'new-rule': when: max_distance with hash_match 'exact' can never hold",
+        ),
+        (
+            _rule(
+                when={"immediate_danger": True},
+                then={"outcome": "refer", "priority": "P0", "criteria": ["safety", "iioc"]},
+            ),
+            "rule 'new-rule': then.criteria: a rule on 'immediate_danger: true' alone "
+            "establishes exactly [safety]",
+        ),
         (_rule(mode="dry-run"), "rule 'new-rule': mode: Input should be 'active' or 'shadow'"),
         (_rule("Bad Id"), "rule 'Bad Id': id: String should match pattern"),
         (_rule("grooming-high"), "rule 'grooming-high': id: used by another rule"),
@@ -119,6 +135,9 @@ def test_a_missing_policy_file_is_refused_naming_it(tmp_path: Path) -> None:
         "may-match-other-without-criteria",
         "lower-case-country",
         "unknown-source-kind",
+        "max-confidence-1",
+        "exact-with-distance",
+        "danger-alone-with-iioc",
         "unknown-mode",
         "bad-id",
         "duplicate-id",
@@ -180,6 +199,36 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
             lambda d: d["rules"].extend(_rule(f"extra-{n}") for n in range(50)),
             "rules and escalations: at most 64 in all",
         ),
+        (
+            lambda d: d["rules"][0]["then"].update(criteria=["iioc"]),
+            "rule 'immediate-danger': then.criteria: a rule on 'immediate_danger: true' alone "
+            "establishes exactly [safety]",
+        ),
+        (
+            lambda d: d.update(
+                rules=[r for r in d["rules"] if "iioc" not in r["when"].get("category", [])]
+            ),
+            "rules: no active rule with category 'iioc': every reportable category needs one",
+        ),
+        (
+            lambda d: [
+                r.update(mode="shadow")
+                for r in d["rules"]
+                if "safety" in r["when"].get("category", [])
+            ],
+            "rules: no active rule with category 'safety'",
+        ),
+        (
+            lambda d: d["escalations"].append(
+                {
+                    "id": "shadow-escalation",
+                    "mode": "shadow",
+                    "requires": [["coercion-high"], []],
+                    "then": {"outcome": "refer", "priority": "P0"},
+                }
+            ),
+            "rule 'shadow-escalation': requires.1: List should have at least 1 item",
+        ),
         (lambda d: d.pop("version"), "version: Field required"),
         (lambda d: d.update(owner="someone"), "owner: Extra inputs are not permitted"),
         (lambda d: d.update(rules=[]), "rules: List should have at least 1 item"),
@@ -193,6 +242,10 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
         "active-escalation-on-shadow-rule",
         "escalation-of-one",
         "too-many-rules",
+        "danger-floor-with-iioc",
+        "no-iioc-rule",
+        "safety-rules-only-in-shadow",
+        "escalation-empty-line",
         "no-version",
         "unknown-top-level-key",
         "no-rules",
@@ -218,3 +271,19 @@ def test_a_file_that_is_not_a_policy_mapping_is_refused(text: str, message: str)
     with pytest.raises(PolicyError) as refused:
         read_policy_document(text, source="candidate.yaml")
     assert message in str(refused.value)
+
+
+def test_yaml_no_is_norway_not_false() -> None:
+    data = _with_rule(_rule(when={"category": ["grooming"], "platform_country": ["GB"]}))
+    text = _text(data).replace("- GB\n", "- NO\n")  # as a person would write it, unquoted
+    assert "- NO\n" in text
+    document = read_policy_document(text, source="candidate.yaml")
+    assert document.rules[-1].when.platform_country == ["NO"]
+
+
+def test_only_true_and_false_are_booleans_in_a_policy_file() -> None:
+    data = _with_rule(_rule(when={"category": ["grooming"], "shared_externally": True}))
+    text = _text(data).replace("shared_externally: true", "shared_externally: on")
+    document = read_policy_document(text, source="candidate.yaml")
+    # Read as the text "on", which a boolean condition still takes as true.
+    assert document.rules[-1].when.shared_externally is True
