@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from schemas.flag import AgeBand, ModerationFlag, SignalCategory, SourceKind
@@ -31,7 +31,6 @@ signals = st.fixed_dictionaries(
         "category": st.sampled_from([c.value for c in SignalCategory]),
         "label": st.sampled_from(["test_label", "test_other_label"]),
         "confidence": st.floats(0.0, 1.0),
-        "immediate_danger": st.booleans(),
     },
     optional={"hash_match": hash_matches, "shared_externally": st.booleans()},
 )
@@ -48,8 +47,14 @@ children = st.none() | st.fixed_dictionaries(
 
 
 @st.composite
-def flags(draw: st.DrawFn) -> ModerationFlag:
+def flags(draw: st.DrawFn, danger: bool | None = None) -> ModerationFlag:
+    """A flag; in immediate danger about one time in ten (a property about danger asks for it:
+    `danger=True`), so most flags exercise the rest of the policy."""
     kind = draw(st.sampled_from([k.value for k in SourceKind]))
+    drawn = draw(st.lists(signals, min_size=1, max_size=5))
+    if danger if danger is not None else draw(st.integers(0, 9)) == 0:
+        at_risk = draw(st.sets(st.integers(0, len(drawn) - 1), min_size=1))
+        drawn = [{**sig, "immediate_danger": n in at_risk} for n, sig in enumerate(drawn)]
     document: dict[str, Any] = flag_document(
         source={"system": "test-source", "version": "1.0.0", "kind": kind},
         platform={
@@ -57,7 +62,7 @@ def flags(draw: st.DrawFn) -> ModerationFlag:
             "service": "chat",
             "country": draw(st.sampled_from(["GB", "GB", "US", "FR", "JP", "NZ"])),
         },
-        signals=draw(st.lists(signals, min_size=1, max_size=5)),
+        signals=drawn,
         content=[
             image(f"content-{n}", public=p)
             for n, p in enumerate(draw(st.lists(st.booleans(), max_size=2)))
@@ -80,11 +85,14 @@ def _route(flag: ModerationFlag, policy: Policy | None = None) -> Routing:
 
 
 @MANY
-@given(flags())
+@given(flags(danger=True))
 def test_immediate_danger_always_gives_p0_and_a_police_destination(flag: ModerationFlag) -> None:
-    if not any(s.immediate_danger for s in flag.signals):
-        return
-    routing = _route(flag)
+    assert_the_p0_floor_holds(flag, default_policy())
+
+
+def assert_the_p0_floor_holds(flag: ModerationFlag, policy: Policy) -> None:
+    """A child in immediate danger: refer at P0, first to the police where the child is."""
+    routing = _route(flag, policy)
     decision = routing.decision
     assert (decision.outcome, decision.priority) == (Outcome.REFER, Priority.P0)
     # Every referral is P0; only images that earned a review alone (IWF) wait for a person.
@@ -202,9 +210,16 @@ SHADOWS = policy_with(
 @MANY
 @given(flags())
 def test_shadow_rules_never_emit_nor_change_the_decision(flag: ModerationFlag) -> None:
-    with_shadows, without = _route(flag, SHADOWS), _route(flag)
+    with_shadows = _route(flag, SHADOWS)
+    _assert_shadows_change_nothing(_route(flag), with_shadows)
+    assert "shadow-everything" in [rule.rule_id for rule in with_shadows.decision.rules]
+
+
+def _assert_shadows_change_nothing(without: Routing, with_shadows: Routing) -> None:
+    """Shadow rules are listed in the decision, and change nothing else: no task, no outcome."""
+    version = with_shadows.decision.policy_version
     assert with_shadows.tasks == tuple(
-        task.model_copy(update={"policy_version": SHADOWS.version}) for task in without.tasks
+        task.model_copy(update={"policy_version": version}) for task in without.tasks
     )
     ignore = {"rules", "policy_version"}
     assert with_shadows.decision.model_dump(exclude=ignore) == without.decision.model_dump(
@@ -212,4 +227,107 @@ def test_shadow_rules_never_emit_nor_change_the_decision(flag: ModerationFlag) -
     )
     active = [rule for rule in with_shadows.decision.rules if rule.mode == "active"]
     assert active == without.decision.rules
-    assert "shadow-everything" in [rule.rule_id for rule in with_shadows.decision.rules]
+
+
+def _outcome(routing: Routing) -> tuple[Any, ...]:
+    """What a routing decides, without the words for where each condition held."""
+    decision = routing.decision
+    return (
+        decision.outcome,
+        decision.priority,
+        decision.criteria,
+        decision.immediate_danger,
+        sorted((rule.rule_id, rule.mode) for rule in decision.rules),
+        decision.destinations,
+        [(t.destination, t.criteria, t.priority, t.decision, t.due_at) for t in routing.tasks],
+    )
+
+
+@MANY
+@given(flags(), st.data())
+def test_the_order_of_signals_does_not_change_the_decision(
+    flag: ModerationFlag, data: st.DataObject
+) -> None:
+    shuffled = data.draw(st.permutations(flag.signals))
+    again = flag.model_copy(update={"signals": shuffled})
+    assert _outcome(_route(again)) == _outcome(_route(flag))
+
+
+# Policies a person could write: the default one with a few more rules, active or shadow, of any
+# shape the policy file accepts.
+generated_rules = st.fixed_dictionaries(
+    {
+        "mode": st.sampled_from(["active", "shadow"]),
+        "when": st.fixed_dictionaries(
+            {},
+            optional={
+                "category": st.lists(
+                    st.sampled_from([c.value for c in SignalCategory]),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,
+                ),
+                "source_kind": st.lists(
+                    st.sampled_from([k.value for k in SourceKind]),
+                    min_size=1,
+                    max_size=2,
+                    unique=True,
+                ),
+                "min_confidence": st.sampled_from([0.0, 0.3, 0.5]),
+                "max_confidence": st.sampled_from([0.6, 0.9]),
+                "hash_match": st.sampled_from(["exact", "perceptual"]),
+                "immediate_danger": st.booleans(),
+                "shared_externally": st.booleans(),
+                "child_age_band": st.lists(
+                    st.sampled_from([a.value for a in AgeBand]), min_size=1, max_size=2, unique=True
+                ),
+            },
+        ),
+        "then": st.fixed_dictionaries(
+            {
+                "outcome": st.sampled_from(["refer", "review"]),
+                "priority": st.sampled_from([p.value for p in Priority]),
+                "criteria": st.lists(
+                    st.sampled_from([c.value for c in Criterion]),
+                    min_size=1,
+                    max_size=2,
+                    unique=True,
+                ),
+            }
+        ),
+    }
+)
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> tuple[Policy, Policy]:
+    """A valid policy with generated active rules, and the same with generated shadow rules too."""
+    drawn = draw(st.lists(generated_rules, max_size=4))
+    rules = [{**rule, "id": f"generated-{n}"} for n, rule in enumerate(drawn)]
+    active = [rule for rule in rules if rule["mode"] == "active"]
+    try:
+        return policy_with(*active), policy_with(*rules, version="test.2")
+    except ValueError:  # pydantic's ValidationError: a policy the file would refuse
+        reject()
+
+
+POLICIES = settings(max_examples=60, deadline=None)  # making a policy costs more than routing
+
+
+@POLICIES
+@given(policies(), st.lists(flags(danger=True), min_size=1, max_size=4))
+def test_the_p0_floor_holds_under_any_valid_policy(
+    pair: tuple[Policy, Policy], in_danger: list[ModerationFlag]
+) -> None:
+    for policy in pair:
+        for flag in in_danger:
+            assert_the_p0_floor_holds(flag, policy)
+
+
+@POLICIES
+@given(policies(), st.lists(flags(), min_size=1, max_size=4))
+def test_shadow_rules_change_nothing_under_any_valid_policy(
+    pair: tuple[Policy, Policy], some: list[ModerationFlag]
+) -> None:
+    for flag in some:
+        _assert_shadows_change_nothing(*(_route(flag, policy) for policy in pair))
