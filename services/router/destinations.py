@@ -146,6 +146,20 @@ def _force_at(location: Location | None, directory: ForceDirectory) -> str | Non
     return None
 
 
+def unknown_force_ids(flag: ModerationFlag, directory: ForceDirectory) -> list[str]:
+    """Explicit force ids on the flag's UK locations (child's, reported account's) that the
+    directory does not know: they are passed over for the postcode, the router logs them."""
+    locations = [flag.child.location if flag.child else None, flag.subject.location]
+    return [
+        location.force_id
+        for location in locations
+        if location is not None
+        and location.country == UK
+        and location.force_id is not None
+        and location.force_id not in directory.forces
+    ]
+
+
 def police_force(flag: ModerationFlag, directory: ForceDirectory, home_force_id: str) -> str:
     """The force for the child's location, else the reported account's, else the home force."""
     return (

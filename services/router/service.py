@@ -21,6 +21,7 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.router.destinations import unknown_force_ids
 from services.router.forces import ForceDirectory, uk_forces
 from services.router.policy import Policy, PolicyError, load_policy
 from services.router.routing import Routing, route
@@ -57,6 +58,13 @@ class FlagRouter:
         result = decode(record.value, ModerationFlag, max_bytes=self._settings.max_flag_bytes)
         if isinstance(result, Refusal):
             return result
+        for force_id in unknown_force_ids(result, self._directory):
+            # Passed over for the postcode (else the next fallback): say so, or a producer's
+            # stale or misspelt force id would send referrals to another force unnoticed.
+            log.warning(
+                "unknown force id on a location of the flag: routed by postcode or fallback",
+                extra={"flag_id": result.flag_id, "force_id": force_id},
+            )
         try:
             return route(
                 result,

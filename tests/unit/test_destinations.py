@@ -16,6 +16,7 @@ from services.router.destinations import (
     MECHANISMS_AS_OF,
     plan,
     police_force,
+    unknown_force_ids,
 )
 from services.router.forces import uk_forces
 from tests.factories import image, make_flag, signal
@@ -98,6 +99,14 @@ def test_every_territorial_force_is_reachable_by_postcode() -> None:
         ("LA1", "lancashire"),
         ("SA31", "dyfed-powys"),
         ("SA1", "south-wales"),
+        # Burton upon Trent is Staffordshire's, in Derbyshire's DE area; Haslemere is Surrey's.
+        ("DE13", "staffordshire"),
+        ("DE14", "staffordshire"),
+        ("DE15", "staffordshire"),
+        ("DE1", "derbyshire"),
+        ("DE11", "derbyshire"),
+        ("GU27", "surrey"),
+        ("GU28", "sussex"),
     ],
 )
 def test_child_postcode_in_a_county_force_area_goes_to_that_force(
@@ -374,3 +383,23 @@ def test_without_an_emergency_the_childs_country_does_not_add_a_destination() ->
     assert plan(flag, (Criterion.SAFETY,), uk_forces(), HOME) == [
         Destination(kind=DestinationKind.POLICE, force_id=HOME)
     ]
+
+
+@pytest.mark.parametrize(
+    ("child", "subject_location", "unknown"),
+    [
+        ({"location": {"country": "GB", "force_id": "not-a-force"}}, None, ["not-a-force"]),
+        (None, {"country": "GB", "force_id": "kent-old"}, ["kent-old"]),
+        ({"location": {"country": "GB", "force_id": "kent"}}, None, []),
+        ({"location": {"country": "FR", "force_id": "not-a-force"}}, None, []),  # not looked up
+        (None, None, []),
+    ],
+    ids=["child", "subject", "known", "abroad", "none"],
+)
+def test_an_unknown_explicit_force_id_is_reported(
+    child: dict[str, Any] | None, subject_location: dict[str, str] | None, unknown: list[str]
+) -> None:
+    subject: dict[str, Any] = {"account_id": "acct-test-subject"}
+    if subject_location:
+        subject["location"] = subject_location
+    assert unknown_force_ids(make_flag(child=child, subject=subject), uk_forces()) == unknown

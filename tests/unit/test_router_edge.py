@@ -137,3 +137,19 @@ async def test_shadow_rules_are_counted_and_recorded_but_never_emit_a_task(
     assert count("csae_router_decisions_total", labels) == 1.0
     assert count("csae_router_decisions_total", {**labels, "mode": "active"}) is None
     assert count("csae_router_flags_total", {"outcome": "none"}) == 1.0
+
+
+def test_an_unknown_force_id_is_logged_without_personal_data(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    document = flag_document(
+        child={"location": {"country": "GB", "force_id": "not-a-force", "postcode_district": "M1"}}
+    )
+    with caplog.at_level("WARNING"):
+        result = router()._route(record(json.dumps(document).encode()), DETECTED_AT)
+    assert isinstance(result, Routing)
+    assert result.decision.destinations[0].force_id == "greater-manchester"
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.force_id == "not-a-force"  # type: ignore[attr-defined]
+    assert str(warning.flag_id) == document["flag_id"]  # type: ignore[attr-defined]
+    assert document["subject"]["account_id"] not in caplog.text
