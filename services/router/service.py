@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
+from schemas.referral import Decision
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, unprocessable
 from services.pipeline.dlq import dead_letter
@@ -120,15 +121,29 @@ class FlagRouter:
             m.router_flags.labels(decision.outcome.value).inc()
             for criterion in [c.value for c in decision.criteria] or ["none"]:
                 m.router_decisions.labels(decision.outcome.value, criterion, "active").inc()
-            for rule in decision.rules:
-                if rule.mode == "shadow":
-                    for criterion in rule.criteria:
-                        m.router_decisions.labels(rule.outcome, criterion.value, "shadow").inc()
+            shadow = _with_shadow_rules(decision)
+            if shadow is not None:
+                outcome, criteria = shadow
+                for criterion in criteria:
+                    m.router_decisions.labels(outcome, criterion, "shadow").inc()
             for task in routing.tasks:
                 m.referral_tasks.labels(task.destination.kind.value, task.priority.value).inc()
                 m.stage_seconds.labels("detected_to_routed", task.priority.value).observe(
                     max((task.routed_at - task.detected_at).total_seconds(), 0.0)
                 )
+
+
+def _with_shadow_rules(decision: Decision) -> tuple[str, list[str]] | None:
+    """The outcome and criteria the flag would get were its shadow rules active, when one fired.
+
+    Counted once per flag and criterion, as active decisions are, so `mode="shadow"` reads as
+    "flags a shadow rule fired on, by what they would then get": not once per shadow rule.
+    """
+    if not any(rule.mode == "shadow" for rule in decision.rules):
+        return None
+    outcome = "refer" if any(rule.outcome == "refer" for rule in decision.rules) else "review"
+    criteria = sorted({c.value for rule in decision.rules for c in rule.criteria})
+    return outcome, criteria
 
 
 def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:

@@ -153,3 +153,39 @@ def test_an_unknown_force_id_is_logged_without_personal_data(
     assert warning.force_id == "not-a-force"  # type: ignore[attr-defined]
     assert str(warning.flag_id) == document["flag_id"]  # type: ignore[attr-defined]
     assert document["subject"]["account_id"] not in caplog.text
+
+
+async def test_the_shadow_count_is_once_per_flag_and_criterion_as_if_shadow_rules_were_active(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shadows = [
+        {
+            "id": f"shadow-trial-{n}",
+            "mode": "shadow",
+            "when": {"category": ["grooming"], "min_confidence": 0.3},
+            "then": {"outcome": outcome, "priority": "P1"},
+        }
+        for n, outcome in enumerate(["refer", "review", "review"])
+    ]
+
+    async def produce(producer: object, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+        return None
+
+    monkeypatch.setattr(service, "produce_all", produce)
+    metrics = Metrics(CollectorRegistry())
+    handler = service.FlagRouter(
+        None,
+        settings=Settings(),
+        metrics=metrics,
+        policy=policy_with(*shadows),
+        directory=uk_forces(),
+    )
+    document = flag_document(signals=[signal("grooming", 0.7), signal("grooming", 0.8)])
+    await handler([record(json.dumps(document).encode())])
+
+    count = metrics.registry.get_sample_value
+    shadow = {"criterion": "grooming", "mode": "shadow"}
+    assert count("csae_router_decisions_total", {**shadow, "outcome": "refer"}) == 1.0
+    assert count("csae_router_decisions_total", {**shadow, "outcome": "review"}) is None
+    active = {"criterion": "grooming", "mode": "active", "outcome": "review"}
+    assert count("csae_router_decisions_total", active) == 1.0  # grooming-medium
