@@ -4,8 +4,9 @@ The rules come from a YAML file (`data/policy.yaml` by default, `CSAE_POLICY_FIL
 format is in `policy_file.py`). A rule fires when its flag conditions hold and one signal or more
 meets its signal conditions; an escalation fires when rules it names fired together. All signals
 of a flag are evaluated together, and the verdict lists every rule that fired with the conditions
-that held, the union of their criteria, the most urgent priority, and refer over review. Shadow
-rules are evaluated and listed, but never change the verdict.
+that held, the union of their criteria, the most urgent priority, and refer over review; a refer
+carries only the criteria its refer rules established (`Verdict.referred`). Shadow rules are
+evaluated and listed, but never change the verdict.
 
 Evaluation works on plain dataclasses; the pydantic `FiredRule` is built once, when the decision
 is (`Fired.contract`).
