@@ -20,7 +20,7 @@ from schemas.packets import (
     TimelineEntry,
 )
 from schemas.referral import Destination, DestinationKind, FiredRule, Priority, ReferralTask
-from services.router.destinations import MECHANISM_CONTACTS
+from services.router.destinations import LOCAL_POLICE, MECHANISM_CONTACTS
 from services.router.forces import ForceDirectory
 
 IWF_NAME = "Internet Watch Foundation"
@@ -55,8 +55,11 @@ def authority(destination: Destination, priority: Priority, directory: ForceDire
             instruction="Report the URLs and hashes through the IWF reporting service.",
         )
     if destination.kind is DestinationKind.INTL:
-        mechanism = destination.mechanism or "local_police"
-        name, website = MECHANISM_CONTACTS.get(mechanism, MECHANISM_CONTACTS["local_police"])
+        mechanism = destination.mechanism or LOCAL_POLICE
+        name, website = MECHANISM_CONTACTS.get(mechanism, MECHANISM_CONTACTS[LOCAL_POLICE])
+        if mechanism == LOCAL_POLICE:
+            # The country is the destination's: the child's for an emergency, else the platform's.
+            name = f"{name} in {destination.country}"
         return Authority(
             kind="intl",
             id=mechanism,

@@ -128,7 +128,7 @@ INTERNATIONAL_MECHANISMS: dict[str, str] = {
 
 MECHANISM_CONTACTS: dict[str, tuple[str, str | None]] = {
     **{entry.mechanism: (entry.name, entry.website) for entry in MECHANISMS.values()},
-    LOCAL_POLICE: ("The local police of the organisation's country", None),
+    LOCAL_POLICE: ("The local police", None),
 }
 """Mechanism id → (name, website), for packets."""
 

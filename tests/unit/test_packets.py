@@ -201,7 +201,7 @@ def test_iwf_packet_lists_only_images_and_videos_with_their_hash_lists() -> None
     [
         ("US", "ncmec_cybertipline", "NCMEC CyberTipline"),
         ("AU", "accce", "Australian Centre to Counter Child Exploitation"),
-        ("JP", "local_police", "The local police of the organisation's country"),
+        ("JP", "local_police", "The local police in JP"),
     ],
 )
 def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str) -> None:
@@ -227,6 +227,16 @@ def test_a_p0_abroad_tells_the_sender_to_call_the_local_emergency_number_first()
         )
     for packet in (_packet([t]) for t in _tasks(calm, DestinationKind.INTL)):
         assert packet.authority.instruction.startswith("Report through this mechanism")
+
+
+def test_a_uk_platforms_child_in_danger_abroad_gets_that_countrys_police_first() -> None:
+    child = {"age_band": "13_15", "location": {"country": "FR"}}
+    danger = _flag(signal("coercion", 0.9, immediate_danger=True), child=child)
+    abroad = [_packet([t]) for t in _tasks(danger, DestinationKind.INTL)]
+    assert [p.authority.name for p in abroad] == ["The local police in FR"]
+    assert abroad[0].authority.instruction.startswith(
+        "A child may be in immediate danger: call the local emergency number now"
+    )
 
 
 CONTENT_LIKE = re.compile(
