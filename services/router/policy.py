@@ -134,13 +134,14 @@ class Rule:
             and (hash_kind is not None or (self.hash_lists is None and self.max_distance is None))
         )
 
-    def match_flag(self, flag: ModerationFlag) -> list[str] | None:
-        """The flag conditions that held, or None if one did not."""
+    def match_flag(self, flag: ModerationFlag, source_held: str) -> list[str] | None:
+        """The flag conditions that held, or None if one did not. `source_held` is the source
+        condition in words, made once per flag."""
         held: list[str] = []
         if self.source_kinds is not None:
             if flag.source.kind not in self.source_kinds:
                 return None
-            held.append(f"source.kind={flag.source.kind}")
+            held.append(source_held)
         if self.age_bands is not None:
             band = flag.child.age_band if flag.child else None
             if band is None or band not in self.age_bands:
@@ -317,9 +318,10 @@ def evaluate(policy: Policy, flag: ModerationFlag) -> Verdict:
                 held[position] = matched
                 criteria[position] = rule.criteria_for(signal)
     fired: list[Fired] = []
+    source_held = f"source.kind={kind}"
     for position in sorted(held):  # policy order, so the same flag always lists the same way
         rule = policy.rules[position]
-        flag_held = rule.match_flag(flag)
+        flag_held = rule.match_flag(flag, source_held)
         if flag_held is not None:
             fired.append(
                 Fired(
@@ -338,26 +340,34 @@ def evaluate(policy: Policy, flag: ModerationFlag) -> Verdict:
 
 def _escalations(escalations: tuple[Escalation, ...], fired: list[Fired]) -> list[Fired]:
     """The escalations whose required rules fired (active ones only, for an active escalation)."""
-    every = {rule.rule_id: rule for rule in fired}
     active = {rule.rule_id: rule for rule in fired if rule.mode == "active"}
+    every: dict[str, Fired] | None = None
     escalated: list[Fired] = []
     for escalation in escalations:
-        pool = active if escalation.mode == "active" else every
-        lines = [[rule_id for rule_id in line if rule_id in pool] for line in escalation.requires]
-        if not all(lines):
-            continue
-        used = list(dict.fromkeys(rule_id for line in lines for rule_id in line))
-        criteria = escalation.criteria.union(*(pool[rule_id].criteria for rule_id in used))
-        escalated.append(
-            Fired(
-                escalation.rule_id,
-                escalation.mode,
-                escalation.outcome,
-                escalation.priority,
-                tuple(sorted(criteria)),
-                tuple(f"fired={rule_id}" for rule_id in used[:MAX_MATCHED]),
+        if escalation.mode == "active":
+            pool = active
+        else:
+            every = every if every is not None else {rule.rule_id: rule for rule in fired}
+            pool = every
+        used: list[str] = []
+        for line in escalation.requires:
+            hits = [rule_id for rule_id in line if rule_id in pool]
+            if not hits:  # a line with nothing fired: this escalation cannot fire
+                break
+            used.extend(hits)
+        else:
+            used = list(dict.fromkeys(used))
+            criteria = escalation.criteria.union(*(pool[rule_id].criteria for rule_id in used))
+            escalated.append(
+                Fired(
+                    escalation.rule_id,
+                    escalation.mode,
+                    escalation.outcome,
+                    escalation.priority,
+                    tuple(sorted(criteria)),
+                    tuple(f"fired={rule_id}" for rule_id in used[:MAX_MATCHED]),
+                )
             )
-        )
     return escalated
 
 
