@@ -119,6 +119,9 @@ class Case(Base):
     """The receiver's reference: the police incident number, the IWF report reference."""
     submitted_version: Mapped[int | None] = mapped_column(Integer)
     """The packet version last sent; later versions are supplementary."""
+    clock_priority: Mapped[str] = mapped_column(String(2))
+    """The priority whose deadlines the clocks of the current round follow (for a supplement,
+    the new flags'), and so the priority SLA metrics are labelled with."""
     review_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
     ready_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
     submitted_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)

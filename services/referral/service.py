@@ -135,6 +135,10 @@ def _due(task: ReferralTask, stage: Stage, deadlines: Mapping[Priority, Deadline
     return task.detected_at + allowed
 
 
+def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
+    return min((t.priority for t in tasks), key=_ORDER.index)
+
+
 def _earliest(*values: datetime | None) -> datetime | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
@@ -163,7 +167,7 @@ def _next_round(
     returned, so resetting the marks for the new round never loses a breach.
     """
     settled: list[tuple[Priority, Stage]] = []
-    priority = Priority(case.priority)
+    priority = Priority(case.clock_priority)
     if (
         case.ready_breached_at is None
         and case.ready_due_at is not None
@@ -185,6 +189,7 @@ def _next_round(
         for t in unsent
     )
     case.ready_breached_at = case.submitted_breached_at = None
+    case.clock_priority = _most_urgent(unsent).value
     return tuple(settled)
 
 
@@ -196,10 +201,14 @@ def _start_clocks(
     now: datetime,
 ) -> tuple[tuple[Priority, Stage], ...]:
     """Set the case's deadlines for the stage the new tasks put it in. Pure over the row."""
-    refer = [t for t in tasks if t.decision == "refer"]
-    submitted = min(_due(t, Stage.SUBMITTED, deadlines) for t in tasks)
     if case.status in (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
         return _next_round(case, tasks, deadlines, now)
+    case.clock_priority = min(
+        [Priority(case.clock_priority or _most_urgent(tasks)), _most_urgent(tasks)],
+        key=_ORDER.index,
+    ).value
+    refer = [t for t in tasks if t.decision == "refer"]
+    submitted = min(_due(t, Stage.SUBMITTED, deadlines) for t in tasks)
     case.submitted_due_at = _earliest(case.submitted_due_at, submitted) or submitted
     if target is CaseStatus.REVIEW or (target is None and case.status is CaseStatus.REVIEW):
         case.review_due_at = _earliest(
@@ -234,6 +243,7 @@ async def _apply_to_case(
             country=first.destination.country,
             status=CaseStatus.REVIEW,
             priority=first.priority.value,
+            clock_priority=first.priority.value,
             criteria=[],
             org_id=first.flag.platform.org_id,
             subject_account_id=first.flag.subject.account_id,
@@ -592,15 +602,15 @@ async def sweep_sla(*, session: AsyncSession, now: datetime) -> Sweep:
             update(Case)
             .where(mark.is_(None), late)
             .values({mark.key: now})
-            .returning(Case.priority)
+            .returning(Case.clock_priority)
             .execution_options(synchronize_session=False)
         )
         breaches.extend((Priority(p), stage) for p in marked.all())
     overdue = {(p, stage): 0 for p in Priority for stage in Stage}
     rows = await session.execute(
-        select(Case.priority, Case.due_stage, func.count())
+        select(Case.clock_priority, Case.due_stage, func.count())
         .where(Case.due_at < now)
-        .group_by(Case.priority, Case.due_stage)
+        .group_by(Case.clock_priority, Case.due_stage)
     )
     for priority, waiting, count in rows.all():
         if waiting is not None:  # due_at is set with its stage, always

@@ -680,3 +680,36 @@ async def test_a_flag_for_review_on_a_sent_case_is_due_within_the_review_deadlin
     assert case.status is CaseStatus.READY
     review = DEFAULT_DEADLINES[unconfirmed[0].priority].review
     assert case.submitted_due_at == DETECTED_AT + timedelta(minutes=60) + review
+
+
+async def test_a_supplements_clock_and_its_metrics_follow_the_new_flags_priority(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = account()
+    danger = police_tasks(subject=subject, signals=[signal("coercion", 0.9, immediate_danger=True)])
+    case_id = await apply(own_sessions, danger, DETECTED_AT + timedelta(seconds=10))
+    await move(
+        own_sessions,
+        case_id,
+        CaseStatus.SUBMITTED,
+        DETECTED_AT + timedelta(minutes=5),
+        external_reference="KNT-999",
+        packet_version=1,
+    )
+    later = police_tasks(
+        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(60), published_at=at(60)
+    )
+    calmer = later[0].priority
+    assert calmer is not Priority.P0
+    await apply(own_sessions, later, DETECTED_AT + timedelta(minutes=61))
+    allowed = DEFAULT_DEADLINES[calmer].submitted
+    metrics = Metrics(CollectorRegistry())
+    clock = Clock(DETECTED_AT + timedelta(minutes=60) + allowed + timedelta(minutes=1))
+    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    async with own_sessions() as session:
+        case = await session.get(Case, case_id)
+    assert case is not None
+    assert (case.priority, case.clock_priority) == ("P0", calmer.value)
+    assert _sample(metrics, "csae_cases_overdue", calmer.value, Stage.SUBMITTED) == 1
+    assert _sample(metrics, "csae_sla_breaches_total", calmer.value, Stage.SUBMITTED) == 1
+    assert _sample(metrics, "csae_cases_overdue", "P0", Stage.SUBMITTED) == 0, "no false P0 page"

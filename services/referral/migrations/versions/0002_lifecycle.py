@@ -34,6 +34,9 @@ def upgrade() -> None:
     for column in CASE_TIMESTAMPS:
         op.add_column("cases", sa.Column(column, TS))
     op.add_column("cases", sa.Column("due_stage", sa.String(16)))
+    op.add_column("cases", sa.Column("clock_priority", sa.String(2)))
+    op.execute("UPDATE cases SET clock_priority = priority")
+    op.alter_column("cases", "clock_priority", nullable=False)
     op.add_column("cases", sa.Column("external_reference", sa.String(64)))
     op.add_column("cases", sa.Column("submitted_version", sa.Integer()))
     op.alter_column("cases", "ready_due_at", nullable=True)
@@ -77,5 +80,11 @@ def downgrade() -> None:
     op.drop_index("ix_cases_due_at", table_name="cases")
     op.execute("UPDATE cases SET ready_due_at = submitted_due_at WHERE ready_due_at IS NULL")
     op.alter_column("cases", "ready_due_at", nullable=False)
-    for column in (*CASE_TIMESTAMPS, "due_stage", "external_reference", "submitted_version"):
+    for column in (
+        *CASE_TIMESTAMPS,
+        "due_stage",
+        "clock_priority",
+        "external_reference",
+        "submitted_version",
+    ):
         op.drop_column("cases", column)
