@@ -200,6 +200,11 @@ class Rule:
         return held
 
     def criteria_for(self, signal: Signal) -> frozenset[Criterion]:
+        """The criteria the rule establishes for `signal`: its own, and the signal's category's
+        only when the rule looks at the category. The danger floor looks at danger alone, so it
+        establishes `safety`, never `iioc` (which only a hash match or a person establishes)."""
+        if self.categories is None:
+            return self.criteria
         own = CATEGORY_CRITERION[signal.category]
         return self.criteria | {own} if own is not None else self.criteria
 

@@ -706,6 +706,16 @@ def test_a_refer_carries_only_the_criteria_refer_rules_established() -> None:
     assert verdict.referred == (COERCION,)  # classifier imagery is never referred unseen
 
 
+@pytest.mark.parametrize("kind", ["classifier", "user_report"])
+def test_danger_refers_the_child_but_never_establishes_imagery_unseen(kind: str) -> None:
+    """A child in danger is P0 for the police (safety); an image scored 0.1 by a classifier is
+    still for a person to look at, not a referral to the IWF."""
+    verdict = _verdict(kind, signal("iioc", 0.1, immediate_danger=True))
+    assert (verdict.outcome, verdict.priority) == (REFER, P0)
+    assert verdict.referred == (Criterion.SAFETY,)
+    assert Criterion.IIOC in verdict.criteria, "the decision still records what was seen"
+
+
 def test_a_review_refers_nothing() -> None:
     verdict = _verdict("classifier", signal("iioc", 0.8))
     assert (verdict.outcome, verdict.criteria, verdict.referred) == (REVIEW, (IIOC,), ())

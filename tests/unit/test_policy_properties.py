@@ -150,8 +150,18 @@ def test_iwf_only_with_iioc(flag: ModerationFlag) -> None:
 @given(flags())
 def test_an_iwf_referral_only_when_a_refer_rule_established_iioc(flag: ModerationFlag) -> None:
     routing = _route(flag)
+    # Only a rule that looks at imagery (an iioc category condition) may establish iioc:
+    # danger alone, or an escalation over other rules, never does.
+    looks_at_imagery = {
+        rule.rule_id
+        for rule in default_policy().rules
+        if rule.categories is not None and SignalCategory.IIOC in rule.categories
+    }
     refer_iioc = any(
-        rule.mode == "active" and rule.outcome == "refer" and Criterion.IIOC in rule.criteria
+        rule.mode == "active"
+        and rule.outcome == "refer"
+        and Criterion.IIOC in rule.criteria
+        and rule.rule_id in looks_at_imagery
         for rule in routing.decision.rules
     )
     for task in routing.tasks:
