@@ -361,7 +361,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             )
         case = moved.case
         if moved.ready_seconds is not None:
-            metrics.stage_seconds.labels("ready_to_submitted", case.priority).observe(
+            metrics.stage_seconds.labels("ready_to_submitted", case.submitted_due_priority).observe(
                 moved.ready_seconds
             )
         for priority, stage in moved.settled:

@@ -119,9 +119,11 @@ class Case(Base):
     """The receiver's reference: the police incident number, the IWF report reference."""
     submitted_version: Mapped[int | None] = mapped_column(Integer)
     """The packet version last sent; later versions are supplementary."""
-    clock_priority: Mapped[str] = mapped_column(String(2))
-    """The priority whose deadlines the clocks of the current round follow (for a supplement,
-    the new flags'), and so the priority SLA metrics are labelled with."""
+    review_due_priority: Mapped[str | None] = mapped_column(String(2))
+    ready_due_priority: Mapped[str | None] = mapped_column(String(2))
+    submitted_due_priority: Mapped[str] = mapped_column(String(2))
+    """The priority whose deadline set each `*_due_at` (a supplement's: the new flags'); the
+    stage's SLA metrics are labelled with it, not with the case's highest priority."""
     review_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
     ready_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
     submitted_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)

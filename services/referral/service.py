@@ -1,6 +1,6 @@
 """Persistence of decisions, flags, tasks, cases and packets. Every write is idempotent."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,10 +135,6 @@ def _due(task: ReferralTask, stage: Stage, deadlines: Mapping[Priority, Deadline
     return task.detected_at + allowed
 
 
-def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
-    return min((t.priority for t in tasks), key=_ORDER.index)
-
-
 def _earliest(*values: datetime | None) -> datetime | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
@@ -155,41 +151,69 @@ def _target_status(current: CaseStatus | None, refer: bool) -> CaseStatus | None
     return None
 
 
+def _first_due(
+    tasks: Sequence[ReferralTask],
+    deadlines: Mapping[Priority, Deadlines],
+    stage_for: Callable[[ReferralTask], Stage],
+) -> tuple[datetime, str]:
+    """The earliest deadline among `tasks` for a stage, and the priority it follows."""
+    due, task = min(
+        ((_due(t, stage_for(t), deadlines), t) for t in tasks), key=lambda pair: pair[0]
+    )
+    return due, task.priority.value
+
+
+def _set_clock(case: Case, stage: Stage, due: datetime, priority: str, *, sooner: bool) -> None:
+    """Set a stage's deadline and the priority it follows; with `sooner`, only to bring it
+    forward. The priority labels the stage's SLA metrics."""
+    current: datetime | None = getattr(case, f"{stage.value}_due_at")
+    if sooner and current is not None and current <= due:
+        return
+    setattr(case, f"{stage.value}_due_at", due)
+    setattr(case, f"{stage.value}_due_priority", priority)
+
+
 def _next_round(
     case: Case,
     unsent: Sequence[ReferralTask],
     deadlines: Mapping[Priority, Deadlines],
-    now: datetime,
+    *,
+    already_built: bool = False,
 ) -> tuple[tuple[Priority, Stage], ...]:
     """Close the round that was sent and start the clocks of its supplement. Pure over the row.
 
     A stage of the closing round that was done late and not yet counted by a sweep is marked and
-    returned, so resetting the marks for the new round never loses a breach.
+    returned, so resetting the marks for the new round never loses a breach. With
+    `already_built` (a person sent an older version while a later one was built), the new
+    flags were ready on time in that later version: the round has no ready clock.
     """
     settled: list[tuple[Priority, Stage]] = []
-    priority = Priority(case.clock_priority)
     if (
         case.ready_breached_at is None
         and case.ready_due_at is not None
         and case.ready_at is not None
         and case.ready_at > case.ready_due_at
     ):
-        settled.append((priority, Stage.READY))
+        settled.append((Priority(case.ready_due_priority or case.priority), Stage.READY))
     if (
         case.submitted_breached_at is None
         and case.submitted_at is not None
         and case.submitted_at > case.submitted_due_at
     ):
-        settled.append((priority, Stage.SUBMITTED))
-    case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in unsent)
+        settled.append((Priority(case.submitted_due_priority), Stage.SUBMITTED))
+    if already_built:
+        case.ready_due_at = case.ready_due_priority = None
+    else:
+        _set_clock(
+            case, Stage.READY, *_first_due(unsent, deadlines, lambda t: Stage.READY), sooner=False
+        )
     # A flag only for review has not been confirmed by a person: whoever sends the supplement
     # reviews it, within the review deadline.
-    case.submitted_due_at = min(
-        _due(t, Stage.SUBMITTED if t.decision == "refer" else Stage.REVIEW, deadlines)
-        for t in unsent
+    submitted = _first_due(
+        unsent, deadlines, lambda t: Stage.SUBMITTED if t.decision == "refer" else Stage.REVIEW
     )
+    _set_clock(case, Stage.SUBMITTED, *submitted, sooner=False)
     case.ready_breached_at = case.submitted_breached_at = None
-    case.clock_priority = _most_urgent(unsent).value
     return tuple(settled)
 
 
@@ -198,24 +222,19 @@ def _start_clocks(
     tasks: Sequence[ReferralTask],
     target: CaseStatus | None,
     deadlines: Mapping[Priority, Deadlines],
-    now: datetime,
 ) -> tuple[tuple[Priority, Stage], ...]:
     """Set the case's deadlines for the stage the new tasks put it in. Pure over the row."""
     if case.status in (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED):
-        return _next_round(case, tasks, deadlines, now)
-    case.clock_priority = min(
-        [Priority(case.clock_priority or _most_urgent(tasks)), _most_urgent(tasks)],
-        key=_ORDER.index,
-    ).value
+        return _next_round(case, tasks, deadlines)
     refer = [t for t in tasks if t.decision == "refer"]
-    submitted = min(_due(t, Stage.SUBMITTED, deadlines) for t in tasks)
-    case.submitted_due_at = _earliest(case.submitted_due_at, submitted) or submitted
+    submitted = _first_due(tasks, deadlines, lambda t: Stage.SUBMITTED)
+    _set_clock(case, Stage.SUBMITTED, *submitted, sooner=True)
     if target is CaseStatus.REVIEW or (target is None and case.status is CaseStatus.REVIEW):
-        case.review_due_at = _earliest(
-            case.review_due_at, *(_due(t, Stage.REVIEW, deadlines) for t in tasks)
-        )
+        review = _first_due(tasks, deadlines, lambda t: Stage.REVIEW)
+        _set_clock(case, Stage.REVIEW, *review, sooner=True)
     elif target is CaseStatus.READY and refer:
-        case.ready_due_at = min(_due(t, Stage.READY, deadlines) for t in refer)
+        ready = _first_due(refer, deadlines, lambda t: Stage.READY)
+        _set_clock(case, Stage.READY, *ready, sooner=True)
     return ()
 
 
@@ -243,7 +262,6 @@ async def _apply_to_case(
             country=first.destination.country,
             status=CaseStatus.REVIEW,
             priority=first.priority.value,
-            clock_priority=first.priority.value,
             criteria=[],
             org_id=first.flag.platform.org_id,
             subject_account_id=first.flag.subject.account_id,
@@ -262,7 +280,7 @@ async def _apply_to_case(
     case.criteria = sorted({*case.criteria, *(c.value for t in tasks for c in t.criteria)})
     case.first_detected_at = min([case.first_detected_at, *(t.detected_at for t in tasks)])
     case.updated_at = now
-    settled = _start_clocks(case, tasks, target, deadlines, now)
+    settled = _start_clocks(case, tasks, target, deadlines)
     was_ready = not opened and case.status is CaseStatus.READY
     if opened and target is not None:
         case.status = target
@@ -490,7 +508,7 @@ async def transition_case(
                 )
             )
         ]
-        settled = _next_round(case, unsent, packets.deadlines, now)
+        settled = _next_round(case, unsent, packets.deadlines, already_built=True)
         await _transition(
             session=session,
             case=case,
@@ -564,20 +582,31 @@ class Sweep:
     breaches: list[tuple[Priority, Stage]]
 
 
-def _breach_conditions(now: datetime) -> dict[Stage, tuple[Any, Any]]:
-    """Per stage: the breach mark column, and when the stage was late (done after its deadline,
-    or still not done after it)."""
+_WAITING_PRIORITY = case_(
+    (Case.due_stage == Stage.REVIEW.value, Case.review_due_priority),
+    (Case.due_stage == Stage.READY.value, Case.ready_due_priority),
+    else_=Case.submitted_due_priority,
+)
+"""The priority the deadline a case waits on follows."""
+
+
+def _breach_conditions(now: datetime) -> dict[Stage, tuple[Any, Any, Any]]:
+    """Per stage: the breach mark column, the priority its deadline follows, and when the stage
+    was late (done after its deadline, or still not done after it)."""
     return {
         Stage.REVIEW: (
             Case.review_breached_at,
+            Case.review_due_priority,
             Case.review_due_at < func.coalesce(Case.reviewed_at, now),
         ),
         Stage.READY: (
             Case.ready_breached_at,
+            Case.ready_due_priority,
             Case.ready_due_at < func.coalesce(Case.ready_at, now),
         ),
         Stage.SUBMITTED: (
             Case.submitted_breached_at,
+            Case.submitted_due_priority,
             and_(
                 Case.status.not_in([CaseStatus.REVIEW, CaseStatus.DISMISSED]),
                 Case.submitted_due_at
@@ -597,20 +626,20 @@ async def sweep_sla(*, session: AsyncSession, now: datetime) -> Sweep:
     never count the same breach twice.
     """
     breaches: list[tuple[Priority, Stage]] = []
-    for stage, (mark, late) in _breach_conditions(now).items():
+    for stage, (mark, priority, late) in _breach_conditions(now).items():
         marked = await session.scalars(
             update(Case)
             .where(mark.is_(None), late)
             .values({mark.key: now})
-            .returning(Case.clock_priority)
+            .returning(priority)
             .execution_options(synchronize_session=False)
         )
         breaches.extend((Priority(p), stage) for p in marked.all())
     overdue = {(p, stage): 0 for p in Priority for stage in Stage}
     rows = await session.execute(
-        select(Case.clock_priority, Case.due_stage, func.count())
+        select(_WAITING_PRIORITY, Case.due_stage, func.count())
         .where(Case.due_at < now)
-        .group_by(Case.clock_priority, Case.due_stage)
+        .group_by(_WAITING_PRIORITY, Case.due_stage)
     )
     for priority, waiting, count in rows.all():
         if waiting is not None:  # due_at is set with its stage, always

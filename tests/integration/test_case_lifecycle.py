@@ -709,7 +709,56 @@ async def test_a_supplements_clock_and_its_metrics_follow_the_new_flags_priority
     async with own_sessions() as session:
         case = await session.get(Case, case_id)
     assert case is not None
-    assert (case.priority, case.clock_priority) == ("P0", calmer.value)
+    assert (case.priority, case.submitted_due_priority) == ("P0", calmer.value)
     assert _sample(metrics, "csae_cases_overdue", calmer.value, Stage.SUBMITTED) == 1
     assert _sample(metrics, "csae_sla_breaches_total", calmer.value, Stage.SUBMITTED) == 1
     assert _sample(metrics, "csae_cases_overdue", "P0", Stage.SUBMITTED) == 0, "no false P0 page"
+
+
+async def test_sending_an_older_version_is_no_ready_breach_for_flags_built_in_time(
+    own_api: Api, own_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    subject = account()
+    case_id = await apply(
+        own_sessions,
+        police_tasks(subject=subject, signals=[signal("coercion", 0.9)]),
+        DETECTED_AT + timedelta(minutes=1),
+    )
+    second = police_tasks(
+        subject=subject, signals=[signal("coercion", 0.95)], detected_at=at(2), published_at=at(2)
+    )
+    await apply(own_sessions, second, DETECTED_AT + timedelta(minutes=2, seconds=5))
+    own_api.clock.now = DETECTED_AT + timedelta(minutes=30)
+    moved = await own_api.move(case_id, "submitted", external_reference="KNT-1", packet_version=1)
+    assert moved.json()["status"] == "ready"
+    metrics = Metrics(CollectorRegistry())
+    clock = Clock(DETECTED_AT + timedelta(minutes=31))
+    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    for stage in Stage:
+        assert _sample(metrics, "csae_sla_breaches_total", "P1", stage) == 0, stage
+
+
+async def test_a_breach_is_labelled_with_the_priority_of_the_deadline_it_missed(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    subject = account()
+    report = make_flag(
+        subject=subject,
+        source={"system": "test-reports", "version": "1", "kind": "user_report"},
+        signals=[signal("coercion", 0.5)],
+    )
+    reported = [t for t in routed(report).tasks if t.destination.kind.value == "police"]
+    assert [(t.decision, t.priority) for t in reported] == [("review", Priority.P1)]
+    case_id = await apply(own_sessions, reported, DETECTED_AT + timedelta(minutes=1))
+    referral = police_tasks(subject=subject, signals=[signal("grooming", 0.95)])
+    assert referral[0].priority is Priority.P2
+    await apply(own_sessions, referral, DETECTED_AT + timedelta(minutes=20))  # P2 ready ≤ 15 min
+    metrics = Metrics(CollectorRegistry())
+    clock = Clock(DETECTED_AT + timedelta(minutes=21))
+    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    assert _sample(metrics, "csae_sla_breaches_total", "P2", Stage.READY) == 1
+    assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 0
+    async with own_sessions() as session:
+        case = await session.get(Case, case_id)
+    assert case is not None
+    assert (case.priority, case.status) == ("P1", CaseStatus.READY)

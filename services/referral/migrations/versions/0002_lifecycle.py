@@ -34,9 +34,10 @@ def upgrade() -> None:
     for column in CASE_TIMESTAMPS:
         op.add_column("cases", sa.Column(column, TS))
     op.add_column("cases", sa.Column("due_stage", sa.String(16)))
-    op.add_column("cases", sa.Column("clock_priority", sa.String(2)))
-    op.execute("UPDATE cases SET clock_priority = priority")
-    op.alter_column("cases", "clock_priority", nullable=False)
+    for stage in ("review", "ready", "submitted"):
+        op.add_column("cases", sa.Column(f"{stage}_due_priority", sa.String(2)))
+    op.execute("UPDATE cases SET submitted_due_priority = priority")
+    op.alter_column("cases", "submitted_due_priority", nullable=False)
     op.add_column("cases", sa.Column("external_reference", sa.String(64)))
     op.add_column("cases", sa.Column("submitted_version", sa.Integer()))
     op.alter_column("cases", "ready_due_at", nullable=True)
@@ -50,6 +51,8 @@ def upgrade() -> None:
     # A 0001 case became ready before this release could measure it: its ready stage is history,
     # not a breach to page anyone about now. Open stages (review, submission) are still counted.
     op.execute("UPDATE cases SET ready_breached_at = now() WHERE ready_at IS NOT NULL")
+    op.execute("UPDATE cases SET review_due_priority = priority WHERE review_due_at IS NOT NULL")
+    op.execute("UPDATE cases SET ready_due_priority = priority WHERE ready_due_at IS NOT NULL")
     op.execute(
         "UPDATE cases SET due_at = submitted_due_at, due_stage = 'submitted' WHERE status = 'ready'"
     )
@@ -83,7 +86,9 @@ def downgrade() -> None:
     for column in (
         *CASE_TIMESTAMPS,
         "due_stage",
-        "clock_priority",
+        "review_due_priority",
+        "ready_due_priority",
+        "submitted_due_priority",
         "external_reference",
         "submitted_version",
     ):
