@@ -57,7 +57,7 @@ def authority(destination: Destination, priority: Priority, directory: ForceDire
     if destination.kind is DestinationKind.INTL:
         mechanism = destination.mechanism or LOCAL_POLICE
         name, website = MECHANISM_CONTACTS.get(mechanism, MECHANISM_CONTACTS[LOCAL_POLICE])
-        if mechanism == LOCAL_POLICE:
+        if mechanism == LOCAL_POLICE or mechanism not in MECHANISM_CONTACTS:
             # The country is the destination's: the child's for an emergency, else the platform's.
             name = f"{name} in {destination.country}"
         return Authority(

@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from schemas.flag import ModerationFlag
 from schemas.packets import NO_IMAGES_STATEMENT, IwfPacket, Packet, PolicePacket
-from schemas.referral import DestinationKind, Priority, ReferralTask
-from services.referral.packets import Reporter, build_packet
+from schemas.referral import Destination, DestinationKind, Priority, ReferralTask
+from services.referral.packets import Reporter, authority, build_packet
 from services.router.forces import uk_forces
 from services.router.policy import default_policy
 from services.router.routing import route
@@ -237,6 +237,12 @@ def test_a_uk_platforms_child_in_danger_abroad_gets_that_countrys_police_first()
     assert abroad[0].authority.instruction.startswith(
         "A child may be in immediate danger: call the local emergency number now"
     )
+
+
+def test_a_mechanism_this_service_does_not_know_falls_back_to_that_countrys_police() -> None:
+    destination = Destination(kind=DestinationKind.INTL, mechanism="newer_hotline", country="XK")
+    named = authority(destination, Priority.P2, uk_forces())
+    assert (named.id, named.name) == ("newer_hotline", "The local police in XK")
 
 
 CONTENT_LIKE = re.compile(
