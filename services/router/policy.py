@@ -83,6 +83,10 @@ class Rule:
     countries: frozenset[str] | None = None
     _fixed: tuple[str, ...] = field(init=False, repr=False, compare=False)
     """The signal conditions whose words do not depend on the signal (made once)."""
+    _established: dict[SignalCategory, frozenset[Criterion]] = field(
+        init=False, repr=False, compare=False
+    )
+    """The criteria the rule establishes for a signal of each category (made once)."""
 
     def __post_init__(self) -> None:
         fixed = [
@@ -98,6 +102,7 @@ class Rule:
             f"confidence<{self.max_confidence}" if self.max_confidence is not None else "",
         ]
         object.__setattr__(self, "_fixed", tuple(condition for condition in fixed if condition))
+        object.__setattr__(self, "_established", {c: self._criteria_for(c) for c in SignalCategory})
 
     @classmethod
     def from_spec(cls, spec: RuleSpec) -> "Rule":
@@ -203,9 +208,12 @@ class Rule:
         """The criteria the rule establishes for `signal`: its own, and the signal's category's
         only when the rule looks at the category. The danger floor looks at danger alone, so it
         establishes `safety`, never `iioc` (which only a hash match or a person establishes)."""
+        return self._established[signal.category]
+
+    def _criteria_for(self, category: SignalCategory) -> frozenset[Criterion]:
         if self.categories is None:
             return self.criteria
-        own = CATEGORY_CRITERION[signal.category]
+        own = CATEGORY_CRITERION[category]
         return self.criteria | {own} if own is not None else self.criteria
 
 
