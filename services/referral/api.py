@@ -40,6 +40,7 @@ from services.referral.models import Case
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
 from services.router.forces import uk_forces
+from services.router.policy import policy_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         ),
         directory=uk_forces(),
         deadlines=settings.sla_deadlines,
+        escalations=policy_or_exit(settings.policy_file).escalations,
     )
 
     @asynccontextmanager
