@@ -40,7 +40,6 @@ from services.referral.models import Case
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
 from services.router.forces import uk_forces
-from services.router.policy import policy_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         ),
         directory=uk_forces(),
         deadlines=settings.sla_deadlines,
-        escalations=policy_or_exit(settings.policy_file).escalations,
     )
 
     @asynccontextmanager

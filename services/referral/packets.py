@@ -130,9 +130,9 @@ def _children(flags: Sequence[ModerationFlag]) -> list[ChildKnown]:
     return list(known.values())
 
 
-def _most_urgent(tasks: Sequence[ReferralTask], escalated: Sequence[FiredRule] = ()) -> Priority:
+def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
     order = list(Priority)
-    return min([*(t.priority for t in tasks), *(r.priority for r in escalated)], key=order.index)
+    return min((t.priority for t in tasks), key=order.index)
 
 
 def build_police_packet(
@@ -145,15 +145,13 @@ def build_police_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
-    escalated: Sequence[FiredRule] = (),
 ) -> PolicePacket:
     flags = _flags(tasks)
-    priority = _most_urgent(tasks, escalated)
+    priority = _most_urgent(tasks)
     criteria = sorted({c for t in tasks for c in t.criteria})
     rules: list[FiredRule] = []
     for task in tasks:
         rules.extend(rule for rule in task.rules if rule not in rules)
-    rules.extend(escalated)  # what the case's flags add up to together
     latest = flags[-1]
     ips = list(dict.fromkeys(ip for f in flags for ip in f.subject.ips))
     children = _children(flags)
@@ -237,7 +235,6 @@ def build_iwf_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
-    escalated: Sequence[FiredRule] = (),
 ) -> IwfPacket:
     items: dict[str, IwfItem] = {}
     for f in _flags(tasks):
@@ -263,7 +260,7 @@ def build_iwf_packet(
                     hash_lists=lists,
                 ),
             )
-    priority = _most_urgent(tasks, escalated)
+    priority = _most_urgent(tasks)
     return IwfPacket(
         case_id=case_id,
         version=version,
@@ -286,7 +283,6 @@ def build_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
-    escalated: Sequence[FiredRule] = (),
 ) -> Packet:
     """The packet for a case's destination, from every task attached to the case."""
     build = build_iwf_packet if destination.kind is DestinationKind.IWF else build_police_packet
@@ -299,5 +295,4 @@ def build_packet(
         directory=directory,
         now=now,
         supplement=supplement,
-        escalated=escalated,
     )

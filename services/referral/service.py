@@ -1,6 +1,5 @@
 """Persistence of decisions, flags, tasks, cases and packets. Every write is idempotent."""
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.packets import Supplement
-from schemas.referral import Decision, FiredRule, Priority, ReferralTask
+from schemas.referral import Decision, Priority, ReferralTask
 from services.referral.enums import OPEN_STATUSES, CaseStatus, Stage
 from services.referral.exceptions import Conflict, InvalidRequest, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR, SYSTEM_TRANSITIONS, check_transition
@@ -28,9 +27,7 @@ from services.referral.models import (
 from services.referral.packets import Reporter, build_packet
 from services.referral.sla import DEFAULT_DEADLINES, Deadlines
 from services.router.forces import ForceDirectory
-from services.router.policy import Escalation, escalate
 
-log = logging.getLogger(__name__)
 _ORDER = list(Priority)
 
 
@@ -74,13 +71,11 @@ async def apply_tasks(
     directory: ForceDirectory,
     now: datetime,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
-    escalations: tuple[Escalation, ...] = (),
 ) -> list[AppliedTask]:
     """Attach new tasks to their open cases (opening them when needed) and rebuild packets.
 
     Tasks already applied are skipped, so replaying a batch changes nothing.
     """
-    packets = CaseConfig(reporter, directory, deadlines, escalations)
     unique = list({t.task_id: t for t in tasks}.values())
     if not unique:
         return []
@@ -117,7 +112,9 @@ async def apply_tasks(
                 session=session,
                 case_key=key,
                 tasks=case_tasks,
-                packets=packets,
+                reporter=reporter,
+                directory=directory,
+                deadlines=deadlines,
                 now=now,
             )
         )
@@ -241,44 +238,14 @@ def _start_clocks(
     return ()
 
 
-async def _new_escalations(
-    *,
-    session: AsyncSession,
-    case: Case,
-    opened: bool,
-    tasks: Sequence[ReferralTask],
-    packets: "CaseConfig",
-) -> list[FiredRule]:
-    """The escalations the new tasks complete together with the flags already in the case."""
-    if not packets.escalations:
-        return []
-    earlier: list[FiredRule] = []
-    if not opened:
-        rows = await session.scalars(select(Task.body["rules"]).where(Task.case_id == case.case_id))
-        earlier = [FiredRule.model_validate(rule) for rules in rows for rule in rules]
-    before = {r.rule_id for r in escalate(packets.escalations, earlier)}
-    after = escalate(packets.escalations, [*earlier, *(r for t in tasks for r in t.rules)])
-    return [r for r in after if r.rule_id not in before]
-
-
-def _escalated_tasks(
-    tasks: Sequence[ReferralTask], escalated: Sequence[FiredRule]
-) -> list[ReferralTask]:
-    """Stand-ins for the clocks: the newest task at each escalation's priority and outcome.
-    Never stored."""
-    newest = max(tasks, key=lambda t: t.detected_at)
-    return [
-        newest.model_copy(update={"priority": rule.priority, "decision": rule.outcome})
-        for rule in escalated
-    ]
-
-
 async def _apply_to_case(
     *,
     session: AsyncSession,
     case_key: str,
     tasks: list[ReferralTask],
-    packets: "CaseConfig",
+    reporter: Reporter,
+    directory: ForceDirectory,
+    deadlines: Mapping[Priority, Deadlines],
     now: datetime,
 ) -> list[AppliedTask]:
     first = tasks[0]
@@ -304,22 +271,16 @@ async def _apply_to_case(
             packet_version=0,
         )
         session.add(case)
-    escalated = await _new_escalations(
-        session=session, case=case, opened=opened, tasks=tasks, packets=packets
-    )
-    # A new escalation counts as one more task of the newest flag, at its priority: it moves
-    # the case, its priority and its clocks as a flag that serious would.
-    clocked = [*tasks, *_escalated_tasks(tasks, escalated)]
     target = _target_status(
-        None if opened else case.status, any(t.decision == "refer" for t in clocked)
+        None if opened else case.status, any(t.decision == "refer" for t in tasks)
     )
     case.priority = min(
-        [Priority(case.priority), *(t.priority for t in clocked)], key=_ORDER.index
+        [Priority(case.priority), *(t.priority for t in tasks)], key=_ORDER.index
     ).value
     case.criteria = sorted({*case.criteria, *(c.value for t in tasks for c in t.criteria)})
     case.first_detected_at = min([case.first_detected_at, *(t.detected_at for t in tasks)])
     case.updated_at = now
-    settled = _start_clocks(case, clocked, target, packets.deadlines)
+    settled = _start_clocks(case, tasks, target, deadlines)
     was_ready = not opened and case.status is CaseStatus.READY
     if opened and target is not None:
         case.status = target
@@ -348,11 +309,7 @@ async def _apply_to_case(
         )
         .on_conflict_do_nothing()
     )
-    if escalated:
-        log.info(
-            "case escalated",
-            extra={"case_id": str(case.case_id), "rules": [r.rule_id for r in escalated]},
-        )
+    packets = CaseConfig(reporter=reporter, directory=directory, deadlines=deadlines)
     if opened:
         if case.status is CaseStatus.READY:
             await _rebuild_packet(session=session, case=case, packets=packets, now=now)
@@ -366,11 +323,7 @@ async def _apply_to_case(
             now=now,
             packets=packets,
             by_system=True,
-            note=(
-                "escalated by " + ", ".join(r.rule_id for r in escalated)
-                if escalated and case.status is CaseStatus.REVIEW
-                else SYSTEM_TRANSITIONS[(case.status, target)]
-            ),
+            note=SYSTEM_TRANSITIONS[(case.status, target)],
         )
     elif case.status is CaseStatus.READY:
         await _rebuild_packet(session=session, case=case, packets=packets, now=now)
@@ -389,8 +342,6 @@ class CaseConfig:
     reporter: Reporter
     directory: ForceDirectory
     deadlines: Mapping[Priority, Deadlines] = field(default_factory=lambda: DEFAULT_DEADLINES)
-    escalations: tuple[Escalation, ...] = ()
-    """The policy's escalations, applied to what a case's flags add up to together."""
 
 
 def _waiting_on(case: Case) -> tuple[datetime | None, str | None]:
@@ -600,7 +551,6 @@ async def _rebuild_packet(
             ),
         )
     version = case.packet_version + 1
-    escalated = escalate(packets.escalations, [rule for t in tasks for rule in t.rules])
     packet = build_packet(
         case_id=case.case_id,
         version=version,
@@ -610,7 +560,6 @@ async def _rebuild_packet(
         directory=packets.directory,
         now=now,
         supplement=supplement,
-        escalated=escalated,
     )
     session.add(
         PacketRecord(

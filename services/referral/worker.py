@@ -27,7 +27,6 @@ from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.packets import Reporter
 from services.router.forces import ForceDirectory, uk_forces
-from services.router.policy import Escalation, policy_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,9 @@ class TaskRecorder:
         settings: Settings,
         metrics: Metrics,
         directory: ForceDirectory,
-        escalations: tuple[Escalation, ...] = (),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._producer = producer
-        self._escalations = escalations
         self._sessions = sessions
         self._settings = settings
         self._metrics = metrics
@@ -99,7 +96,6 @@ class TaskRecorder:
                 reporter=self._reporter,
                 directory=self._directory,
                 deadlines=s.sla_deadlines,
-                escalations=self._escalations,
                 now=now,
             )
         if letters:
@@ -161,9 +157,6 @@ class SlaSweeper:
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the referral worker until SIGTERM/SIGINT (or `stop`)."""
-    # The policy's escalations apply to what a case's flags add up to (the router applies them
-    # to each flag): both read the same CSAE_POLICY_FILE.
-    escalations = policy_or_exit(settings.policy_file).escalations
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     metrics = Metrics(CollectorRegistry())
@@ -174,12 +167,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return TaskRecorder(
-            producer,
-            sessions=sessions,
-            settings=settings,
-            metrics=metrics,
-            directory=directory,
-            escalations=escalations,
+            producer, sessions=sessions, settings=settings, metrics=metrics, directory=directory
         )
 
     sweeper = asyncio.create_task(

@@ -13,7 +13,6 @@ is (`Fired.contract`).
 """
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -385,19 +384,6 @@ def _escalations(escalations: tuple[Escalation, ...], fired: list[Fired]) -> lis
     return escalated
 
 
-def escalate(escalations: tuple[Escalation, ...], rules: Sequence[FiredRule]) -> list[FiredRule]:
-    """The active escalations that rules fired on *several* flags add up to, beyond those
-    already among `rules` (a case gathers flags: coercion on one and self-harm cues on another
-    about the same subject escalate as they would on one flag). Pure."""
-    fired = [
-        Fired(r.rule_id, r.mode, r.outcome, r.priority, tuple(r.criteria), tuple(r.matched))
-        for r in {rule.rule_id: rule for rule in rules if rule.mode == "active"}.values()
-    ]
-    present = {rule.rule_id for rule in fired}
-    active = tuple(e for e in escalations if e.mode == "active" and e.rule_id not in present)
-    return [rule.contract() for rule in _escalations(active, fired)]
-
-
 def _combine(flag: ModerationFlag, fired: tuple[Fired, ...]) -> Verdict:
     danger = True in [signal.immediate_danger for signal in flag.signals]
     active = [rule for rule in fired if rule.mode == "active"]
@@ -429,14 +415,6 @@ def load_policy(path: Path | None = None) -> Policy:
             raise PolicyError(f"{path}: cannot read the policy file: {exc}") from None
         source = str(path)
     return Policy.from_document(read_policy_document(text, source=source))
-
-
-def policy_or_exit(path: Path | None) -> Policy:
-    """The policy a process starts with, or a refusal to start that names what is wrong."""
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        raise SystemExit(f"CSAE_POLICY_FILE: the reporting policy is refused:\n{exc}") from None
 
 
 @cache

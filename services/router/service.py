@@ -24,7 +24,7 @@ from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.router.destinations import unknown_force_ids
 from services.router.forces import ForceDirectory, uk_forces
-from services.router.policy import Policy, policy_or_exit
+from services.router.policy import Policy, PolicyError, load_policy
 from services.router.routing import Routing, route
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,10 @@ def _with_shadow_rules(decision: Decision) -> tuple[str, list[str]] | None:
 def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:
     """The policy (CSAE_POLICY_FILE, else the bundled one) and force directory, or a refusal
     to start that names what is wrong."""
-    policy = policy_or_exit(settings.policy_file)
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise SystemExit(f"CSAE_POLICY_FILE: the reporting policy is refused:\n{exc}") from None
     directory = uk_forces()
     if settings.home_force_id not in directory.forces:
         raise SystemExit(

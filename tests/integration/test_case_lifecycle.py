@@ -24,7 +24,6 @@ from services.referral.models import Case
 from services.referral.sla import DEFAULT_DEADLINES
 from services.referral.worker import SlaSweeper
 from services.router.forces import uk_forces
-from services.router.policy import default_policy
 from tests.factories import DETECTED_AT, make_flag, signal
 from tests.infra import isolated_settings
 from tests.integration.test_cases_store import REPORTER, routed
@@ -763,88 +762,3 @@ async def test_a_breach_is_labelled_with_the_priority_of_the_deadline_it_missed(
         case = await session.get(Case, case_id)
     assert case is not None
     assert (case.priority, case.status) == ("P1", CaseStatus.READY)
-
-
-async def _apply_escalating(
-    sessions: async_sessionmaker[AsyncSession], tasks: list[ReferralTask], now: datetime
-) -> list[service.AppliedTask]:
-    async with sessions() as session, session.begin():
-        return await service.apply_tasks(
-            session=session,
-            tasks=tasks,
-            reporter=REPORTER,
-            directory=uk_forces(),
-            now=now,
-            escalations=default_policy().escalations,
-        )
-
-
-async def test_sextortion_and_self_harm_on_separate_flags_escalate_the_case_to_p0(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """Upstream models publish their own flags: coercion from one, self-harm from another. In
-    one case they add up as they would on one flag: a child at risk to life, P0, call 999."""
-    subject = account()
-    coercion = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
-    self_harm = police_tasks(
-        subject=subject, signals=[signal("self_harm", 0.9)], detected_at=at(40), published_at=at(40)
-    )
-    assert [t[0].priority for t in (coercion, self_harm)] == [Priority.P1, Priority.P1]
-    case_id = (await _apply_escalating(sessions, coercion, DETECTED_AT + timedelta(minutes=1)))[
-        0
-    ].case_id
-    await _apply_escalating(sessions, self_harm, DETECTED_AT + timedelta(minutes=41))
-
-    async with sessions() as session:
-        case = await session.get(Case, case_id)
-        packet = await service.get_packet(session=session, case_id=case_id, version=2)
-    assert case is not None
-    assert packet is not None
-    assert (case.priority, case.submitted_due_priority) == ("P0", "P0")
-    assert case.submitted_due_at == DETECTED_AT + timedelta(minutes=40 + 15)
-    assert case.due_at == case.submitted_due_at
-    assert packet.body["priority"] == "P0"
-    assert packet.body["authority"]["instruction"].startswith("A child is in immediate danger")
-    escalations = {r["rule_id"]: r for r in packet.body["rules"] if r["rule_id"].startswith("sext")}
-    assert set(escalations) == {"sextortion-with-self-harm", "sextortion-with-self-harm-cues"}
-    assert set(escalations["sextortion-with-self-harm"]["matched"]) == {
-        "fired=coercion-high",
-        "fired=self-harm-high",
-    }
-
-
-async def test_two_cues_for_review_on_separate_flags_add_up_to_a_referral(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    subject = account()
-    coercion = police_tasks(subject=subject, signals=[signal("coercion", 0.6)])
-    self_harm = police_tasks(
-        subject=subject, signals=[signal("self_harm", 0.6)], detected_at=at(5), published_at=at(5)
-    )
-    assert [t[0].decision for t in (coercion, self_harm)] == ["review", "review"]
-    first = await _apply_escalating(sessions, coercion, DETECTED_AT + timedelta(minutes=1))
-    assert first[0].status is CaseStatus.REVIEW
-    second = await _apply_escalating(sessions, self_harm, DETECTED_AT + timedelta(minutes=6))
-    assert (second[0].status, second[0].became_ready) == (CaseStatus.READY, True)
-    async with sessions() as session:
-        case = await session.get(Case, first[0].case_id)
-        history = await service.case_transitions(session=session, case_id=first[0].case_id)
-    assert case is not None
-    assert case.priority == "P1"
-    assert history[-1].note == "escalated by sextortion-with-self-harm-cues"
-
-
-async def test_without_the_policys_escalations_separate_flags_do_not_escalate(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    subject = account()
-    case_id = await apply(
-        sessions, police_tasks(subject=subject, signals=[signal("coercion", 0.9)]), DETECTED_AT
-    )
-    await apply(
-        sessions, police_tasks(subject=subject, signals=[signal("self_harm", 0.9)]), DETECTED_AT
-    )
-    async with sessions() as session:
-        case = await session.get(Case, case_id)
-    assert case is not None
-    assert case.priority == "P1"

@@ -6,7 +6,7 @@ import pytest
 
 from schemas.flag import ModerationFlag, SignalCategory, SourceKind
 from schemas.referral import Criterion, Outcome, Priority
-from services.router.policy import Verdict, default_policy, escalate, evaluate
+from services.router.policy import Verdict, default_policy, evaluate
 from tests.factories import make_flag, signal
 from tests.policies import policy_with
 
@@ -763,18 +763,3 @@ def test_every_pairing_of_sextortion_and_self_harm_cues_escalates(
         if v.priority
     )
     assert any(r.rule_id.startswith("sextortion-with-self-harm") for r in verdict.fired)
-
-
-def test_escalate_adds_up_rules_fired_on_separate_flags() -> None:
-    policy = default_policy()
-    coercion = _verdict("classifier", signal("coercion", 0.9)).fired
-    self_harm = _verdict("classifier", signal("self_harm", 0.6)).fired
-    together = [rule.contract() for rule in (*coercion, *self_harm)]
-    assert [r.rule_id for r in escalate(policy.escalations, together)] == [
-        "sextortion-with-self-harm",
-        "sextortion-with-self-harm-cues",
-    ]
-    assert escalate(policy.escalations, [r.contract() for r in coercion]) == []
-    # What a single flag already escalated is not added again.
-    one_flag = _verdict("classifier", signal("coercion", 0.9), signal("self_harm", 0.6)).fired
-    assert escalate(policy.escalations, [r.contract() for r in one_flag]) == []
