@@ -32,22 +32,24 @@ async def own_database_url() -> AsyncIterator[str]:
     await drop_database(url)
 
 
-@pytest.fixture
-async def own_sessions(own_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = new_engine(own_database_url)
+async def _sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = new_engine(url)
     try:
         yield new_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def own_sessions(own_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async for made in _sessions(own_database_url):
+        yield made
 
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = new_engine(database_url)
-    try:
-        yield new_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async for made in _sessions(database_url):
+        yield made
 
 
 @pytest.fixture

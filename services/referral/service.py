@@ -135,11 +135,6 @@ def _due(task: ReferralTask, stage: Stage, deadlines: Mapping[Priority, Deadline
     return task.detected_at + allowed
 
 
-def _earliest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
-
-
 def _target_status(current: CaseStatus | None, refer: bool) -> CaseStatus | None:
     """Where a case goes when tasks join it (None: it stays where it is). Pure."""
     if current is None:

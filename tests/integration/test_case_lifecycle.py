@@ -359,6 +359,13 @@ async def test_submitting_observes_the_ready_to_submitted_time(
     assert 'csae_stage_seconds_sum{priority="P1",stage="ready_to_submitted"} 2400.0' in text
 
 
+async def sweep(sessions: async_sessionmaker[AsyncSession], at: datetime) -> Metrics:
+    """One SLA sweep at `at`, into metrics of its own."""
+    metrics = Metrics(CollectorRegistry())
+    await SlaSweeper(sessions=sessions, metrics=metrics, clock=Clock(at)).sweep_once()
+    return metrics
+
+
 def _sample(metrics: Metrics, name: str, priority: str, stage: Stage) -> float:
     value = metrics.registry.get_sample_value(name, {"priority": priority, "stage": stage.value})
     return value or 0.0
@@ -432,10 +439,7 @@ async def test_a_stage_done_late_is_a_breach_even_when_no_sweep_saw_it_open(
     rp = review[0].priority.value
     case_id = await apply(own_sessions, review, DETECTED_AT + timedelta(minutes=1))
     await move(own_sessions, case_id, CaseStatus.READY, DETECTED_AT + timedelta(hours=6))
-    metrics = Metrics(CollectorRegistry())
-    await SlaSweeper(
-        sessions=own_sessions, metrics=metrics, clock=Clock(DETECTED_AT + timedelta(hours=7))
-    ).sweep_once()
+    metrics = await sweep(own_sessions, DETECTED_AT + timedelta(hours=7))
     assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1
     assert _sample(metrics, "csae_cases_overdue", rp, Stage.REVIEW) == 0
 
@@ -647,9 +651,7 @@ async def test_a_supplement_never_erases_a_breach_no_sweep_has_counted(
             now=DETECTED_AT + timedelta(hours=31, minutes=1),
         )
     assert applied[0].settled == ((Priority.P1, Stage.READY), (Priority.P1, Stage.SUBMITTED))
-    metrics = Metrics(CollectorRegistry())
-    clock = Clock(DETECTED_AT + timedelta(hours=31, minutes=2))
-    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    metrics = await sweep(own_sessions, DETECTED_AT + timedelta(hours=31, minutes=2))
     for stage in Stage:
         assert _sample(metrics, "csae_sla_breaches_total", "P1", stage) == 0, stage
 
@@ -703,9 +705,9 @@ async def test_a_supplements_clock_and_its_metrics_follow_the_new_flags_priority
     assert calmer is not Priority.P0
     await apply(own_sessions, later, DETECTED_AT + timedelta(minutes=61))
     allowed = DEFAULT_DEADLINES[calmer].submitted
-    metrics = Metrics(CollectorRegistry())
-    clock = Clock(DETECTED_AT + timedelta(minutes=60) + allowed + timedelta(minutes=1))
-    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    metrics = await sweep(
+        own_sessions, DETECTED_AT + timedelta(minutes=60) + allowed + timedelta(minutes=1)
+    )
     async with own_sessions() as session:
         case = await session.get(Case, case_id)
     assert case is not None
@@ -731,9 +733,7 @@ async def test_sending_an_older_version_is_no_ready_breach_for_flags_built_in_ti
     own_api.clock.now = DETECTED_AT + timedelta(minutes=30)
     moved = await own_api.move(case_id, "submitted", external_reference="KNT-1", packet_version=1)
     assert moved.json()["status"] == "ready"
-    metrics = Metrics(CollectorRegistry())
-    clock = Clock(DETECTED_AT + timedelta(minutes=31))
-    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    metrics = await sweep(own_sessions, DETECTED_AT + timedelta(minutes=31))
     for stage in Stage:
         assert _sample(metrics, "csae_sla_breaches_total", "P1", stage) == 0, stage
 
@@ -753,9 +753,7 @@ async def test_a_breach_is_labelled_with_the_priority_of_the_deadline_it_missed(
     referral = police_tasks(subject=subject, signals=[signal("grooming", 0.95)])
     assert referral[0].priority is Priority.P2
     await apply(own_sessions, referral, DETECTED_AT + timedelta(minutes=20))  # P2 ready ≤ 15 min
-    metrics = Metrics(CollectorRegistry())
-    clock = Clock(DETECTED_AT + timedelta(minutes=21))
-    await SlaSweeper(sessions=own_sessions, metrics=metrics, clock=clock).sweep_once()
+    metrics = await sweep(own_sessions, DETECTED_AT + timedelta(minutes=21))
     assert _sample(metrics, "csae_sla_breaches_total", "P2", Stage.READY) == 1
     assert _sample(metrics, "csae_sla_breaches_total", "P1", Stage.READY) == 0
     async with own_sessions() as session:
