@@ -128,7 +128,10 @@ async def move(
         )
 
 
-def police_tasks(**flag: Any) -> list[ReferralTask]:
+def police_tasks(*, minutes: float | None = None, **flag: Any) -> list[ReferralTask]:
+    """The police tasks of a flag; with `minutes`, detected that long after DETECTED_AT."""
+    if minutes is not None:
+        flag |= {"detected_at": at(minutes), "published_at": at(minutes)}
     return [t for t in routed(make_flag(**flag)).tasks if t.destination.kind.value == "police"]
 
 
@@ -271,9 +274,7 @@ async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_o
     )
     assert sent.is_success
 
-    later = police_tasks(
-        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(60), published_at=at(60)
-    )
+    later = police_tasks(subject=subject, signals=[signal("grooming", 0.95)], minutes=60)
     await apply(sessions, later, DETECTED_AT + timedelta(minutes=61))
     case = await api.case(case_id)
     assert (case["status"], case["packet_version"], case["submitted_version"]) == ("ready", 2, 1)
@@ -302,9 +303,7 @@ async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_o
     )
     assert again.is_success
     assert (await api.move(case_id, "acknowledged")).is_success
-    third = police_tasks(
-        subject=subject, signals=[signal("coercion", 0.95)], detected_at=at(90), published_at=at(90)
-    )
+    third = police_tasks(subject=subject, signals=[signal("coercion", 0.95)], minutes=90)
     await apply(sessions, third, DETECTED_AT + timedelta(minutes=91))
     case = await api.case(case_id)
     assert (case["status"], case["packet_version"], case["submitted_version"]) == ("ready", 3, 2)
@@ -517,8 +516,7 @@ async def test_a_more_urgent_flag_brings_the_waiting_deadline_forward(
     danger = police_tasks(
         subject=subject,
         signals=[signal("coercion", 0.9, immediate_danger=True)],
-        detected_at=at(30),
-        published_at=at(30),
+        minutes=30,
     )
     await apply(sessions, danger, DETECTED_AT + timedelta(minutes=30, seconds=5))
     async with sessions() as session:
@@ -590,9 +588,7 @@ async def test_sending_an_older_version_brings_the_later_flags_back_as_a_supplem
     first = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
     case_id = await apply(sessions, first, api.clock.now)
     # The lead phones version 1 through while a second flag builds version 2.
-    second = police_tasks(
-        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(3), published_at=at(3)
-    )
+    second = police_tasks(subject=subject, signals=[signal("grooming", 0.95)], minutes=3)
     await apply(sessions, second, DETECTED_AT + timedelta(minutes=4))
     api.clock.now = DETECTED_AT + timedelta(minutes=20)
     too_new = await api.move(case_id, "submitted", external_reference="KNT-55", packet_version=3)
@@ -639,8 +635,7 @@ async def test_a_supplement_never_erases_a_breach_no_sweep_has_counted(
     later = police_tasks(
         subject=subject,
         signals=[signal("coercion", 0.95)],
-        detected_at=at(31 * 60),
-        published_at=at(31 * 60),
+        minutes=31 * 60,
     )
     async with own_sessions() as session, session.begin():
         applied = await service.apply_tasks(
@@ -671,9 +666,7 @@ async def test_a_flag_for_review_on_a_sent_case_is_due_within_the_review_deadlin
         external_reference="KNT-3",
         packet_version=1,
     )
-    unconfirmed = police_tasks(
-        subject=subject, signals=[signal("grooming", 0.7)], detected_at=at(60), published_at=at(60)
-    )
+    unconfirmed = police_tasks(subject=subject, signals=[signal("grooming", 0.7)], minutes=60)
     assert unconfirmed[0].decision == "review"
     await apply(sessions, unconfirmed, DETECTED_AT + timedelta(minutes=61))
     async with sessions() as session:
@@ -698,9 +691,7 @@ async def test_a_supplements_clock_and_its_metrics_follow_the_new_flags_priority
         external_reference="KNT-999",
         packet_version=1,
     )
-    later = police_tasks(
-        subject=subject, signals=[signal("grooming", 0.95)], detected_at=at(60), published_at=at(60)
-    )
+    later = police_tasks(subject=subject, signals=[signal("grooming", 0.95)], minutes=60)
     calmer = later[0].priority
     assert calmer is not Priority.P0
     await apply(own_sessions, later, DETECTED_AT + timedelta(minutes=61))
@@ -726,9 +717,7 @@ async def test_sending_an_older_version_is_no_ready_breach_for_flags_built_in_ti
         police_tasks(subject=subject, signals=[signal("coercion", 0.9)]),
         DETECTED_AT + timedelta(minutes=1),
     )
-    second = police_tasks(
-        subject=subject, signals=[signal("coercion", 0.95)], detected_at=at(2), published_at=at(2)
-    )
+    second = police_tasks(subject=subject, signals=[signal("coercion", 0.95)], minutes=2)
     await apply(own_sessions, second, DETECTED_AT + timedelta(minutes=2, seconds=5))
     own_api.clock.now = DETECTED_AT + timedelta(minutes=30)
     moved = await own_api.move(case_id, "submitted", external_reference="KNT-1", packet_version=1)
