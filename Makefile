@@ -46,10 +46,11 @@ test: install ## Start Kafka and PostgreSQL, run every test, stop what was start
 test-unit: install ## Run the unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-lint: install ## ruff format check, ruff lint, mypy --strict
+lint: install ## ruff format check, ruff lint, mypy --strict, import layering (import-linter)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy schemas services tests benchmarks
+	$(BIN)/lint-imports
 
 format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .

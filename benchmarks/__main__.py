@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from schemas.flag import ModerationFlag
+from services.domain.forces import uk_forces
 from services.pipeline.decode import decode
-from services.router.forces import uk_forces
 from services.router.policy import default_policy, evaluate
 from services.router.routing import route
 from tests.factories import flag_document, image, signal

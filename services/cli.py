@@ -106,7 +106,7 @@ def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from services.router.forces import uk_forces
+    from services.domain.forces import uk_forces
     from services.router.policy import PolicyError, load_policy
     from services.router.replay import Replay
 

@@ -7,7 +7,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.referral import Priority
-from services.referral.sla import DEFAULT_DEADLINES, Deadlines, with_defaults
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, with_defaults
 
 
 class Settings(BaseSettings):

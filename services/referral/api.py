@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.media import embedded_media
 from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
 from schemas.referral import Criterion, DestinationKind, Priority
+from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral import service
@@ -39,7 +40,6 @@ from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Case
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
-from services.router.forces import uk_forces
 
 log = logging.getLogger(__name__)
 

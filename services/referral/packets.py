@@ -20,8 +20,8 @@ from schemas.packets import (
     TimelineEntry,
 )
 from schemas.referral import Destination, DestinationKind, FiredRule, Priority, ReferralTask
-from services.router.destinations import LOCAL_POLICE, MECHANISM_CONTACTS
-from services.router.forces import ForceDirectory
+from services.domain.forces import ForceDirectory
+from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS
 
 IWF_NAME = "Internet Watch Foundation"
 IWF_WEBSITE = "https://report.iwf.org.uk"

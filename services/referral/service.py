@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.packets import Supplement
 from schemas.referral import Decision, Priority, ReferralTask
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
+from services.domain.forces import ForceDirectory
 from services.referral.enums import OPEN_STATUSES, CaseStatus, Stage
 from services.referral.exceptions import Conflict, InvalidRequest, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR, SYSTEM_TRANSITIONS, check_transition
@@ -25,8 +27,6 @@ from services.referral.models import (
     Task,
 )
 from services.referral.packets import Reporter, build_packet
-from services.referral.sla import DEFAULT_DEADLINES, Deadlines
-from services.router.forces import ForceDirectory
 
 _ORDER = list(Priority)
 

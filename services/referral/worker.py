@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask
+from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode
 from services.pipeline.dlq import dead_letter
@@ -26,7 +27,6 @@ from services.pipeline.settings import Settings
 from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.packets import Reporter
-from services.router.forces import ForceDirectory, uk_forces
 
 log = logging.getLogger(__name__)
 

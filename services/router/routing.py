@@ -15,9 +15,9 @@ from schemas.referral import (
     ReferralTask,
     task_id_for,
 )
-from services.referral.sla import DEFAULT_DEADLINES, Deadlines, first_due_at
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, first_due_at
+from services.domain.forces import ForceDirectory
 from services.router import destinations
-from services.router.forces import ForceDirectory
 from services.router.policy import Policy, Verdict, evaluate
 
 

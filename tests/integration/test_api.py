@@ -8,10 +8,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.domain.forces import uk_forces
 from services.referral import service
 from services.referral.api import create_app
 from services.referral.keys import Role, create_key
-from services.router.forces import uk_forces
 from tests.factories import make_flag, signal
 from tests.infra import isolated_settings
 from tests.integration.test_cases_store import REPORTER, routed

@@ -15,15 +15,15 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Priority, ReferralTask
+from services.domain.deadlines import DEFAULT_DEADLINES
+from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.referral import service
 from services.referral.api import create_app
 from services.referral.enums import CaseStatus, Stage
 from services.referral.keys import Role, create_key
 from services.referral.models import Case
-from services.referral.sla import DEFAULT_DEADLINES
 from services.referral.worker import SlaSweeper
-from services.router.forces import uk_forces
 from tests.factories import DETECTED_AT, make_flag, signal
 from tests.infra import isolated_settings
 from tests.integration.test_cases_store import REPORTER, routed

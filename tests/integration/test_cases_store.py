@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Outcome, ReferralTask
+from services.domain.forces import uk_forces
 from services.referral import service
 from services.referral.enums import CaseStatus
 from services.referral.models import Case, PacketRecord, Task
 from services.referral.packets import Reporter
-from services.router.forces import uk_forces
 from services.router.policy import default_policy
 from services.router.routing import Routing, route
 from tests.factories import make_flag, signal

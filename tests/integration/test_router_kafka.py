@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from schemas.referral import Decision, ReferralTask, RejectedMessage
+from services.domain.forces import uk_forces
 from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.router.forces import uk_forces
 from services.router.policy import default_policy
 from services.router.service import FlagRouter
 from tests.factories import flag_document, image, signal

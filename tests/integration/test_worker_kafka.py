@@ -10,13 +10,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import RejectedMessage
+from services.domain.forces import uk_forces
 from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral import service
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.worker import TaskRecorder
-from services.router.forces import uk_forces
 from tests.factories import make_flag, signal
 from tests.integration.test_cases_store import routed
 from tests.kafka_reading import committed_and_end, read_topic, wait_for_commit

@@ -8,17 +8,19 @@ import pytest
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, Destination, DestinationKind
-from services.router.destinations import (
+from services.domain.forces import uk_forces
+from services.domain.mechanisms import (
     INTERNATIONAL_MECHANISMS,
     LOCAL_POLICE,
     MECHANISM_CONTACTS,
     MECHANISMS,
     MECHANISMS_AS_OF,
+)
+from services.router.destinations import (
     plan,
     police_force,
     unknown_force_ids,
 )
-from services.router.forces import uk_forces
 from tests.factories import image, make_flag, signal
 
 HOME = "thames-valley"

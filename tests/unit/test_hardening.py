@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Destination, DestinationKind, Priority, RejectionReason
+from services.domain.forces import uk_forces
 from services.pipeline.decode import Refusal, decode
 from services.referral.packets import authority
 from services.router.destinations import plan
-from services.router.forces import uk_forces
 from tests.factories import flag_document, make_flag
 
 

@@ -7,11 +7,11 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.referral import Priority
+from services.domain.deadlines import DEFAULT_DEADLINES
 from services.pipeline.settings import Settings
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import IllegalTransition, InvalidRequest
 from services.referral.lifecycle import PERSON_TRANSITIONS, SYSTEM_TRANSITIONS, check_transition
-from services.referral.sla import DEFAULT_DEADLINES
 
 S = CaseStatus
 LEGAL = {

@@ -26,9 +26,9 @@ from schemas.referral import (
     ReferralTask,
     task_id_for,
 )
+from services.domain.forces import uk_forces
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter, build_packet
-from services.router.forces import uk_forces
 from tests.factories import flag_document, image, signal
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from schemas.flag import ModerationFlag
 from schemas.packets import NO_IMAGES_STATEMENT, IwfPacket, Packet, PolicePacket
 from schemas.referral import Destination, DestinationKind, Priority, ReferralTask
+from services.domain.forces import uk_forces
 from services.referral.packets import Reporter, authority, build_packet
-from services.router.forces import uk_forces
 from services.router.policy import default_policy
 from services.router.routing import route
 from tests.factories import DETECTED_AT, image, make_flag, signal

@@ -8,8 +8,8 @@ import pytest
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, DestinationKind, Outcome, Priority
-from services.referral.sla import DEFAULT_DEADLINES
-from services.router.forces import uk_forces
+from services.domain.deadlines import DEFAULT_DEADLINES
+from services.domain.forces import uk_forces
 from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
 from tests.factories import DETECTED_AT, image, make_flag, signal

@@ -42,7 +42,7 @@ class ForceDirectory:
 @cache
 def uk_forces() -> ForceDirectory:
     """The bundled directory (`data/uk_police_forces.json`)."""
-    text = resources.files("services.router").joinpath("data/uk_police_forces.json").read_text()
+    text = resources.files("services.domain").joinpath("data/uk_police_forces.json").read_text()
     document = json.loads(text)
     forces = {f["force_id"]: Force(**f) for f in document["forces"]}
     areas: dict[str, str] = document["postcode_areas"]
