@@ -41,7 +41,7 @@ run: install ## Run the whole pipeline with the sample flags; Ctrl-C stops every
 	deploy/local/run.sh
 
 test: install ## Start Kafka and PostgreSQL, run every test, stop what was started
-	deploy/local/with-infra.sh $(BIN)/pytest
+	CSAE_POSTGRES_UNSAFE_FOR_TESTS=1 deploy/local/with-infra.sh $(BIN)/pytest
 
 test-unit: install ## Run the unit tests only (no servers)
 	$(BIN)/pytest tests/unit
@@ -59,8 +59,8 @@ format: install ## Format and auto-fix with ruff
 schemas: install ## Regenerate the JSON Schema files in schemas/json
 	$(BIN)/csae schemas export
 
-bench: install ## Run the benchmarks (not part of make test)
-	$(BIN)/python -m benchmarks
+bench: install ## Run the benchmarks: the pure core, then the pipeline on Kafka and PostgreSQL (not part of make test)
+	deploy/local/with-infra.sh $(BIN)/python -m benchmarks
 
 alerts: ## Check the Prometheus alert rules and their tests with promtool
 	deploy/prometheus/promtool.sh check rules deploy/prometheus/csae-alerts.yaml

@@ -15,6 +15,11 @@ def _no_media(value: str) -> str:
     return value
 
 
+PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+"""A character that is not a control character (C0, DEL or C1). PostgreSQL cannot store U+0000,
+and no control character belongs in a packet read down the phone: contracts refuse them all."""
+
+
 def _bounded(max_length: int, pattern: str | None = None) -> object:
     return StringConstraints(min_length=1, max_length=max_length, pattern=pattern)
 
@@ -27,10 +32,12 @@ Identifier = Annotated[
 Label = Annotated[str, _bounded(64, r"^[a-z0-9][a-z0-9_.:-]*$")]
 """A machine label such as a classifier class or a hash-list name."""
 
-ShortText = Annotated[str, _bounded(256), AfterValidator(_no_media)]
+ShortText = Annotated[str, _bounded(256, f"^{PRINTABLE}+$"), AfterValidator(_no_media)]
 """A short human-readable value (a username, a service name); never free text about content."""
 
-Url = Annotated[str, _bounded(2048, r"^https?://[^\s]+$"), AfterValidator(_no_media)]
+Url = Annotated[
+    str, _bounded(2048, r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$"), AfterValidator(_no_media)
+]
 
 
 def _iso_country(value: str) -> str:

@@ -136,6 +136,9 @@ class PolicePacket(Contract):
     children: list[ChildKnown]
     content: list[ContentReference]
     supplement: Supplement | None = None
+    flags_omitted: int = Field(default=0, ge=0)
+    """Earlier flags of the case this packet does not list (a case holds more flags than a
+    packet shows); every flag is listed by the case API."""
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
     support: NspccGuidance = NSPCC_GUIDANCE
 
@@ -162,6 +165,9 @@ class IwfPacket(Contract):
     priority: Priority
     items: list[IwfItem]
     supplement: Supplement | None = None
+    flags_omitted: int = Field(default=0, ge=0)
+    """Earlier flags of the case this packet does not list (a case holds more flags than a
+    packet shows); every flag is listed by the case API."""
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
     support: NspccGuidance = NSPCC_GUIDANCE
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a PostgreSQL server for local development and tests, without Docker.
 #
-# Usage: deploy/local/postgres.sh start|stop|status
+# Usage: deploy/local/postgres.sh start|stop|crash|status
 #   start   idempotent. If a server already answers at the URL's host:port it is used as is
 #           (only the database is created if missing; nothing is recorded, stop leaves it).
 #           Otherwise a private cluster is created once (initdb, trust auth, superuser = the
@@ -9,6 +9,8 @@
 #           database is created. Debian's postgresql package is installed when the server
 #           binaries are missing (root only); its own "main" cluster is never used.
 #   stop    stops only the private cluster started by this script.
+#   crash   stops it at once, as a power cut would to the processes (pg_ctl -m immediate): for
+#           tests that check nothing acknowledged is lost.
 #   status  prints running/stopped; exit 0 when a server answers, 3 when not.
 #
 # Environment:
@@ -19,6 +21,10 @@
 #   CSAE_POSTGRES_START_TIMEOUT   seconds to wait for readiness (default 60)
 #   CSAE_POSTGRES_BIN             directory holding initdb/pg_ctl (default: newest
 #                                 /usr/lib/postgresql/*/bin)
+#   CSAE_POSTGRES_UNSAFE_FOR_TESTS  1: start the cluster with fsync, synchronous_commit and
+#                                 full_page_writes off. For the test suite only (`make test`
+#                                 sets it): a crash of the host may lose or corrupt the data.
+#                                 Unset, the cluster keeps PostgreSQL's durable defaults.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +49,7 @@ say() { echo "postgres: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-  echo "usage: $0 start|stop|status" >&2
+  echo "usage: $0 start|stop|crash|status" >&2
   exit 2
 }
 
@@ -222,10 +228,13 @@ our_cluster_port() {
 
 launch_cluster() {
   local opts out
-  # fsync/synchronous_commit/full_page_writes off: local dev/test data only, speed over
-  # crash safety (a host crash may corrupt it; delete the data folder to start over).
   opts="-p ${PG_PORT} -k '$(socket_dir)' -c listen_addresses=${PG_HOST}"
-  opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  if [[ "${CSAE_POSTGRES_UNSAFE_FOR_TESTS:-}" == "1" ]]; then
+    # The test suite's throwaway data only: speed over crash safety. The worker still asks
+    # for synchronous_commit=on in its own transactions, which the tests rely on.
+    say "UNSAFE FOR TESTS: fsync, synchronous_commit and full_page_writes off"
+    opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
   if [[ -f "${LOG}" ]]; then
     mv -f "${LOG}" "${LOG}.prev"
   fi
@@ -329,6 +338,16 @@ cmd_stop() {
   say "stopped"
 }
 
+cmd_crash() {
+  take_lock
+  find_server_bin || true
+  our_cluster_running || die "not started by us: refusing to crash a server we did not start"
+  say "crashing our cluster (pg_ctl stop -m immediate)"
+  (cd / && as_pg "${PG_BIN}/pg_ctl" -D "${DATA}" stop -m immediate -w -t 60 >/dev/null) \
+    || die "pg_ctl stop -m immediate failed; see ${LOG}"
+  rm -f "${MARKER}"
+}
+
 cmd_status() {
   find_server_bin || true
   if our_cluster_running; then
@@ -349,6 +368,7 @@ main() {
   case "$1" in
     start) cmd_start ;;
     stop) cmd_stop ;;
+    crash) cmd_crash ;;
     status) cmd_status ;;
     *) usage ;;
   esac

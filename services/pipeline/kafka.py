@@ -1,9 +1,13 @@
 """The Kafka edge both services share: clients, topics, and the consume-batch-commit loop.
 
 At-least-once with idempotent outputs: a batch's offsets are committed only after its outputs are
-durable (produce acknowledged with acks=all, or the database transaction committed). A batch that
+durable (produce acknowledged with acks=all, or the database transaction committed). Each
+partition's records are processed on their own: a message whose data cannot be stored is
+isolated (the batch is halved until it is found), tried a few times, then parked, and the rest
+are committed; a transient fault (database or broker down) blocks and retries, and a batch that
 keeps failing is handed back to Kafka (seek to its first offsets) and fetched again, so the
-consumer stays in its group and nothing is skipped.
+consumer stays in its group and nothing is skipped. Rebalances are ordinary: only partitions
+still owned are committed.
 """
 
 import asyncio
@@ -12,12 +16,23 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
@@ -25,7 +40,23 @@ from services.pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord
-BatchHandler = Callable[[Sequence[Record]], Awaitable[None]]
+
+
+class BatchHandler(Protocol):
+    """What a consumer does with records: store them (all or nothing), say which errors pass
+    by themselves, and park a message that cannot be stored."""
+
+    async def __call__(self, records: Sequence[Record]) -> None: ...
+
+    def is_transient(self, error: BaseException) -> bool:
+        """True for a fault that passes (database or broker down): the batch is retried and
+        never dead-lettered. Else the error is the data's: the message is isolated."""
+        ...
+
+    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+        """Record a message that failed `tries` times (dead letter, parked table); return once
+        that record is durable."""
+        ...
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -62,21 +93,32 @@ def all_topics(settings: Settings) -> list[str]:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics when missing (the broker does not auto-create them)."""
+    """Create the pipeline's topics when missing (the broker does not auto-create them), and
+    grow to `kafka_topic_partitions` a topic that has fewer (partitions are never removed)."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
+        wanted = settings.kafka_topic_partitions
         existing = set(await admin.list_topics())
         missing = [topic for topic in all_topics(settings) if topic not in existing]
-        if not missing:
-            return
-        new = [
-            NewTopic(topic, settings.kafka_topic_partitions, settings.kafka_replication_factor)
-            for topic in missing
-        ]
-        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
-            await admin.create_topics(new)
-        log.info("topics created", extra={"topics": ",".join(missing)})
+        if missing:
+            new = [NewTopic(topic, wanted, settings.kafka_replication_factor) for topic in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+                await admin.create_topics(new)
+            log.info("topics created", extra={"topics": ",".join(missing), "partitions": wanted})
+        present = [topic for topic in all_topics(settings) if topic in existing]
+        if present:
+            described = await admin.describe_topics(present)
+            grow = {
+                d["topic"]: NewPartitions(total_count=wanted)
+                for d in described
+                if len(d["partitions"]) < wanted
+            }
+            if grow:
+                await admin.create_partitions(grow)
+                log.info(
+                    "topic partitions grown", extra={"topics": ",".join(grow), "partitions": wanted}
+                )
     finally:
         await admin.close()
 
@@ -92,9 +134,9 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def new_consumer(settings: Settings, group: str, topics: Sequence[str]) -> AIOKafkaConsumer:
+def new_consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
+    """A group member that commits by hand, after its outputs are durable."""
     return AIOKafkaConsumer(
-        *topics,
         **client_options(settings),
         group_id=group,
         enable_auto_commit=False,
@@ -119,90 +161,211 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _handle_with_retry(
-    handle: BatchHandler,
-    records: Sequence[Record],
-    *,
-    group: str,
-    retry_seconds: float,
-    stop: asyncio.Event,
-    metrics: Metrics,
-) -> bool:
-    """Run `handle` until it succeeds, `retry_seconds` pass, or a stop is asked; True on success."""
-    deadline = time.monotonic() + retry_seconds
-    delay = 0.2
-    while True:
+def broker_unavailable(error: BaseException) -> bool:
+    """True for a fault of the broker or the network, which passes: retry, never dead-letter."""
+    return isinstance(error, KafkaError | OSError | TimeoutError)
+
+
+class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts rebalances, so a batch fetched before one is known to be from an older assignment."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.generation = 0
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.generation += 1
+        if revoked:
+            log.info("partitions revoked", extra={"group": self.group, "count": len(revoked)})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"group": self.group, "count": len(assigned)})
+
+
+class _Partition:
+    """Processes one partition's records: the batch at once, or split until the message that
+    fails is found; that one is tried a few times, then parked, and the rest go on."""
+
+    def __init__(
+        self,
+        handler: BatchHandler,
+        *,
+        group: str,
+        settings: Settings,
+        metrics: Metrics,
+        stop: asyncio.Event,
+    ) -> None:
+        self._handler = handler
+        self._group = group
+        self._settings = settings
+        self._metrics = metrics
+        self._stop = stop
+
+    async def process(self, records: Sequence[Record]) -> bool:
+        """True once every record is stored or parked; False when a transient fault outlasted
+        `batch_retry_seconds` (or a stop was asked): the records are to be fetched again."""
+        deadline = time.monotonic() + self._settings.batch_retry_seconds
+        delay = 0.2
+        while True:
+            try:
+                await self._isolate(records)
+                return True
+            except Exception as exc:  # a transient fault (database or broker down): retried
+                self._metrics.batch_failures.labels(self._group).inc()
+                log.warning(
+                    "batch failed; retrying",
+                    extra={
+                        "group": self._group,
+                        "error": type(exc).__name__,
+                        "records": len(records),
+                    },
+                )
+            if self._stop.is_set() or time.monotonic() + delay > deadline:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _isolate(self, records: Sequence[Record]) -> None:
+        """Handle `records`; on an error of the data, halve until the failing message is alone.
+        A transient error propagates: it is no message's fault."""
         try:
-            await handle(records)
-            return True
-        except Exception as exc:  # a database error, say: retried, never dropped
-            metrics.batch_failures.labels(group).inc()
-            log.warning(
-                "batch failed; retrying",
-                extra={"group": group, "error": type(exc).__name__, "records": len(records)},
-            )
-        if stop.is_set() or time.monotonic() + delay > deadline:
-            return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, 10.0)
+            await self._handler(records)
+            return
+        except Exception as exc:
+            if self._handler.is_transient(exc):
+                raise
+            if len(records) == 1:
+                await self._retry_or_park(records[0], exc)
+                return
+        middle = len(records) // 2
+        await self._isolate(records[:middle])
+        await self._isolate(records[middle:])
+
+    async def _retry_or_park(self, record: Record, error: Exception) -> None:
+        tries = 1
+        while tries < self._settings.poison_tries:
+            await asyncio.sleep(0.05 * tries)  # a moment for a lock or a race to clear
+            try:
+                await self._handler([record])
+                return
+            except Exception as exc:
+                if self._handler.is_transient(exc):
+                    raise
+                error = exc
+                tries += 1
+        log.error(  # the error's type only: its text may quote the message's values
+            "message could not be processed; parked",
+            extra={
+                "group": self._group,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "error": type(error).__name__,
+                "tries": tries,
+            },
+        )
+        await self._handler.park(record, error, tries)
+        self._metrics.unprocessable.labels(self._group, record.topic).inc()
+
+
+async def _commit_owned(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], group: str
+) -> None:
+    """Commit the offsets of partitions this consumer still owns. A partition revoked meanwhile
+    is re-read by its new owner from its last commit; idempotent writes absorb the repeat."""
+    owned = consumer.assignment()
+    mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not mine:
+        return
+    try:
+        await consumer.commit(mine)
+    except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+        log.warning(
+            "offset commit refused after a rebalance; the new owner re-reads",
+            extra={"group": group, "error": type(exc).__name__},
+        )
 
 
 async def consume_in_batches(
     consumer: AIOKafkaConsumer,
-    handle: BatchHandler,
+    handler: BatchHandler,
     *,
     group: str,
     settings: Settings,
     metrics: Metrics,
     stop: asyncio.Event,
+    ownership: _Ownership | None = None,
 ) -> None:
-    """Fetch batches, hand each to `handle`, and commit its offsets once `handle` returned."""
+    """Fetch batches and process each partition's records on its own, at once; commit each
+    partition's offsets once its records are stored (or parked). A partition whose records hit
+    a transient fault for too long is handed back (fetched again) without holding the others."""
+    partition = _Partition(handler, group=group, settings=settings, metrics=metrics, stop=stop)
     while not stop.is_set():
         batches: dict[TopicPartition, list[Record]] = await consumer.getmany(
             timeout_ms=500, max_records=settings.batch_max_records
         )
         if not batches:
             continue
-        records = [record for partition in batches.values() for record in partition]
-        done = await _handle_with_retry(
-            handle,
-            records,
-            group=group,
-            retry_seconds=settings.batch_retry_seconds,
-            stop=stop,
-            metrics=metrics,
-        )
-        if not done:
-            # Hand the batch back: fetch it again. A partition lost in a rebalance meanwhile is
-            # re-read from its committed offset by its new owner.
-            assigned = consumer.assignment()
-            for tp, partition in batches.items():
-                if tp in assigned:
-                    consumer.seek(tp, partition[0].offset)
-            continue
-        offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
-        try:
-            await consumer.commit(offsets)
-        except CommitFailedError:
-            # The group rebalanced; the new owner re-reads the batch and idempotence absorbs it.
-            log.warning("offset commit failed after rebalance", extra={"group": group})
-        _record_lag(consumer, offsets, group, metrics)
+        generation = ownership.generation if ownership else 0
+        done = await asyncio.gather(*(partition.process(records) for records in batches.values()))
+        offsets: dict[TopicPartition, int] = {}
+        for (tp, records), stored in zip(batches.items(), done, strict=True):
+            if stored:
+                offsets[tp] = records[-1].offset + 1
+            else:
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours
+                    if tp in consumer.assignment():
+                        consumer.seek(tp, records[0].offset)
+        if ownership and ownership.generation != generation:
+            log.info("a rebalance happened during the batch", extra={"group": group})
+        await _commit_owned(consumer, offsets, group)
 
 
-def _record_lag(
+async def watch_lag(
     consumer: AIOKafkaConsumer,
-    offsets: dict[TopicPartition, int],
+    admin: AIOKafkaAdminClient,
+    *,
     group: str,
+    topics: Sequence[str],
     metrics: Metrics,
+    interval: float,
+    stop: asyncio.Event,
 ) -> None:
-    lag: dict[str, int] = {}
-    for tp, next_offset in offsets.items():
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - next_offset, 0)
-    for topic, behind in lag.items():
-        metrics.consumer_lag.labels(group, topic).set(behind)
+    """Every `interval`, set `csae_consumer_lag{group,topic}` from the broker: the end offsets
+    less the group's committed offsets. It rises while the group is stuck or gone."""
+    while not stop.is_set():
+        try:
+            for topic, behind in (await group_lag(consumer, admin, group, topics)).items():
+                metrics.consumer_lag.labels(group, topic).set(behind)
+        except Exception as exc:  # the gauge keeps its last value; the next round tries again
+            log.warning(
+                "consumer lag not read", extra={"group": group, "error": type(exc).__name__}
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def group_lag(
+    consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient, group: str, topics: Sequence[str]
+) -> dict[str, int]:
+    """Per topic, how many messages the group has not committed yet (from the broker)."""
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    if not partitions:
+        return {}
+    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    ends = await consumer.end_offsets(partitions)
+    starts = await consumer.beginning_offsets(partitions)
+    lag = dict.fromkeys(topics, 0)
+    for tp in partitions:
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        lag[tp.topic] += max(ends[tp] - position, 0)
+    return lag
 
 
 async def run_consumer_service(
@@ -217,10 +380,25 @@ async def run_consumer_service(
     """Run one consumer group member until `stop` is set, then flush, commit and leave the group."""
     await ensure_topics(settings)
     producer = new_producer(settings)
-    consumer = new_consumer(settings, group, topics)
+    consumer = new_consumer(settings, group)
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    ownership = _Ownership(group)
+    consumer.subscribe(list(topics), listener=ownership)
     await producer.start()
     try:
         await consumer.start()
+        await admin.start()
+        lag = asyncio.create_task(
+            watch_lag(
+                consumer,
+                admin,
+                group=group,
+                topics=topics,
+                metrics=metrics,
+                interval=settings.lag_interval_seconds,
+                stop=stop,
+            )
+        )
         try:
             log.info("consuming", extra={"group": group, "topics": ",".join(topics)})
             await consume_in_batches(
@@ -230,8 +408,12 @@ async def run_consumer_service(
                 settings=settings,
                 metrics=metrics,
                 stop=stop,
+                ownership=ownership,
             )
         finally:
+            stop.set()
+            await lag
+            await admin.close()
             await consumer.stop()
     finally:
         await producer.stop()

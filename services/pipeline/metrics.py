@@ -70,7 +70,8 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "csae_consumer_lag",
-            "Messages behind the end of the topic for a consumer group, after the last batch.",
+            "Messages behind the end of the topic for a consumer group: end offsets less committed "
+            "offsets, read from the broker on a timer.",
             ["group", "topic"],
             registry=registry,
         )
@@ -78,6 +79,12 @@ class Metrics:
             "csae_batch_failures",
             "Batch attempts that failed with a transient error and were retried.",
             ["group"],
+            registry=registry,
+        )
+        self.unprocessable = Counter(
+            "csae_unprocessable",
+            "Messages that could not be stored after bounded tries: parked and dead-lettered.",
+            ["group", "topic"],
             registry=registry,
         )
         self.cases_overdue = Gauge(

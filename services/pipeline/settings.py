@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
-    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_topic_partitions: int = Field(default=12, ge=1)
+    """Partitions of each topic: created with this many, grown to it (`csae topics create`)."""
     kafka_replication_factor: int = Field(default=1, ge=1)
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/csae"
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1)
     batch_retry_seconds: float = Field(default=60.0, gt=0)
     """How long a failing batch is retried before it is handed back to Kafka and fetched again."""
+    poison_tries: int = Field(default=3, ge=1)
+    """How many times a message whose data cannot be stored is tried before it is parked."""
+    lag_interval_seconds: float = Field(default=10.0, gt=0)
+    """How often each consumer reads its group's lag from the broker."""
 
     api_keys_file: Path | None = None
     api_host: str = "127.0.0.1"

@@ -24,7 +24,7 @@ from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.referral import service
+from services.referral import queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
@@ -187,7 +187,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = Metrics(registry)
-    packets = service.CaseConfig(
+    packets = store.CaseConfig(
         reporter=Reporter(
             name=settings.org_name,
             safeguarding_contact=settings.safeguarding_contact,
@@ -289,7 +289,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         """Cases, oldest first, with cursor pagination; with `overdue=true`, only the cases past
         the deadline of the stage they wait in, the most overdue first."""
         after = _decode_cursor(cursor) if cursor else None
-        rows = await service.list_cases(
+        rows = await queries.list_cases(
             session=s,
             status=status,
             destination=destination.value if destination else None,
@@ -311,20 +311,20 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.get("/v1/cases/{case_id}", dependencies=identifying, tags=["cases"])
     async def get_case(case_id: UUID, s: Db) -> CaseDetail:
         """One case with its flags and packet versions."""
-        case = await service.get_case(session=s, case_id=case_id)
+        case = await queries.get_case(session=s, case_id=case_id)
         if case is None:
             raise NotFound(f"no case {case_id}")
         return await _detail(s, case)
 
     async def _detail(s: AsyncSession, case: Case) -> CaseDetail:
         summary = CaseSummary.model_validate(case).model_dump()
-        history = await service.case_transitions(session=s, case_id=case.case_id)
+        history = await queries.case_transitions(session=s, case_id=case.case_id)
         return CaseDetail(
             **summary,
             org_id=case.org_id,
             subject_account_id=case.subject_account_id,
             external_reference=case.external_reference,
-            flag_ids=await service.case_flag_ids(session=s, case_id=case.case_id),
+            flag_ids=await queries.case_flag_ids(session=s, case_id=case.case_id),
             packet_versions=list(range(1, case.packet_version + 1)),
             allowed_transitions=list(PERSON_TRANSITIONS[case.status]),
             transitions=[TransitionView.model_validate(t) for t in history],
@@ -347,7 +347,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         receiver's reference, then `acknowledged`, then `closed`. An illegal move answers 409
         naming the case's state and the moves it allows."""
         async with s.begin():
-            moved = await service.transition_case(
+            moved = await store.transition_case(
                 session=s,
                 case_id=case_id,
                 to=request.to,
@@ -364,7 +364,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             metrics.stage_seconds.labels("ready_to_submitted", case.submitted_due_priority).observe(
                 moved.ready_seconds
             )
-        for priority, stage in moved.settled:
+        for priority, stage in moved.breaches:
             metrics.sla_breaches.labels(priority.value, stage.value).inc()
         log.info(
             "case moved",
@@ -386,7 +386,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     ) -> Any:
         """One version of the case's packet, as JSON, or with `format=text` as plain text to read
         down the phone or paste into a web form."""
-        packet = await service.get_packet(session=s, case_id=case_id, version=version)
+        if not 1 <= version <= 2**31 - 1:
+            raise NotFound(f"no packet version {version} for case {case_id}")
+        async with s.begin():  # a version read for the first time is built and kept
+            packet = await store.packet(
+                session=s, case_id=case_id, version=version, config=packets, now=clock()
+            )
         if packet is None:
             raise NotFound(f"no packet version {version} for case {case_id}")
         if rendering == "text":
@@ -396,13 +401,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.get("/v1/flags/{flag_id}", dependencies=identifying, tags=["flags"])
     async def get_flag(flag_id: UUID, s: Db) -> FlagView:
         """The router's decision for a flag, no-report ones included, and the cases it joined."""
-        decision = await service.get_decision(session=s, flag_id=flag_id)
+        decision = await queries.get_decision(session=s, flag_id=flag_id)
         if decision is None:
             raise NotFound(f"no decision recorded for flag {flag_id}")
         return FlagView(
             flag_id=flag_id,
             decision=decision.body,
-            case_ids=await service.cases_for_flag(session=s, flag_id=flag_id),
+            case_ids=await queries.cases_for_flag(session=s, flag_id=flag_id),
         )
 
     return app

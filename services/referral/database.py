@@ -4,6 +4,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -11,7 +12,31 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services.referral.exceptions import ConcurrentChange
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+DATA_ERRORS = ("22", "23")
+"""SQLSTATE classes of an error in the data itself (data exception, integrity constraint): the
+same message fails the same way every time. Every other database error is the database's
+(unavailable, shutting down, a deadlock, a missing migration) and passes or needs an operator."""
+
+
+def transient_database_error(error: BaseException) -> bool:
+    """True for a database fault that is no message's: retry and block, never dead-letter."""
+    if isinstance(error, ConcurrentChange):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    cause = getattr(error.orig, "__cause__", None)
+    state = getattr(error.orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    if state is None:
+        # No SQLSTATE: the driver refused a value before sending it (asyncpg's DataError is a
+        # ValueError), or the connection failed.
+        return not isinstance(cause, ValueError)
+    return str(state)[:2] not in DATA_ERRORS
 
 
 def new_engine(url: str) -> AsyncEngine:

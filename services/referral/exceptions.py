@@ -30,3 +30,8 @@ class IllegalTransition(Conflict):
         super().__init__(message)
         self.current = current
         self.allowed = list(allowed)
+
+
+class ConcurrentChange(Exception):
+    """Another transaction changed what this one had locked or checked: retry the batch. Not a
+    request's error: the worker retries it as it would a database that went away."""

@@ -73,6 +73,7 @@ class Case(Base):
             postgresql_where=text("status IN ('review', 'ready', 'submitted', 'acknowledged')"),
         ),
         Index("ix_cases_created_at_case_id", "created_at", "case_id"),
+        Index("ix_cases_due_at_waiting", "due_at", postgresql_where=text("due_at IS NOT NULL")),
         {"comment": "One case per subject and destination while open: the unit of work."},
     )
 
@@ -103,7 +104,7 @@ class Case(Base):
     """When the packet must be ready; None for a case a reviewer approved (review_due_at)."""
     submitted_due_at: Mapped[datetime] = mapped_column(Timestamp)
     """When the (latest, maybe supplementary) packet must have been sent."""
-    due_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
     """The deadline of the stage the case waits in now; None when nothing is due from us."""
     due_stage: Mapped[str | None] = mapped_column(String(16))
     """The stage `due_at` belongs to: review, ready or submitted."""
@@ -129,7 +130,10 @@ class Case(Base):
     submitted_breached_at: Mapped[datetime | None] = mapped_column(Timestamp)
     """When the sweep counted the stage's breach; set once, so a breach is counted once."""
     packet_version: Mapped[int] = mapped_column(Integer, default=0)
-    """The latest packet version; 0 while no packet has been built (a case under review)."""
+    """The latest packet version number; 0 while no packet is due (a case under review). A
+    version's document is built the first time it is needed (see `cases`)."""
+    flag_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many tasks (flags) the case holds."""
 
 
 class CaseTransition(Base):
@@ -154,9 +158,10 @@ class CaseTransition(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = {
-        "comment": "Referral tasks applied to cases; the task id makes replay a no-op."
-    }
+    __table_args__ = (
+        Index("ix_tasks_case_id_attached_version", "case_id", "attached_version"),
+        {"comment": "Referral tasks applied to cases; the task id makes replay a no-op."},
+    )
 
     task_id: Mapped[UUID] = mapped_column(primary_key=True)
     case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"), index=True)
@@ -168,7 +173,7 @@ class Task(Base):
     attached_version: Mapped[int] = mapped_column(Integer)
     """The case's packet version when the task joined: later versions are the first to hold it."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    """The validated `ReferralTask`."""
+    """The validated `ReferralTask` without its flag, which is stored once in `flags`."""
 
 
 class PacketRecord(Base):
@@ -182,3 +187,25 @@ class PacketRecord(Base):
     supplements_version: Mapped[int | None] = mapped_column(Integer)
     """For a supplementary packet, the version already sent that it adds to."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ParkedMessage(Base):
+    __tablename__ = "parked_messages"
+    __table_args__ = {
+        "comment": "Messages that could not be stored after bounded tries: for a person to look "
+        "at. Never the bytes: where they were, their hash and why."
+    }
+
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    consumer_group: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    flag_id: Mapped[UUID | None] = mapped_column()
+    error_type: Mapped[str] = mapped_column(String(128))
+    """The class of the error (e.g. `DataError`), never its message, which may quote values."""
+    tries: Mapped[int] = mapped_column(Integer)
+    parked_at: Mapped[datetime] = mapped_column(Timestamp)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When a person replayed or closed it."""

@@ -54,6 +54,15 @@ def _supplement(supplement: Supplement | None) -> list[str]:
     ]
 
 
+def _omitted(count: int, case_id: object) -> list[str]:
+    if not count:
+        return []
+    return [
+        f"  ({count} earlier flag(s) of this case are not listed here; the case service lists "
+        f"every flag of case {case_id})"
+    ]
+
+
 def _parties(authority: Authority, organisation: Organisation) -> list[str]:
     lines = [f"TO: {authority.name}"]
     if authority.phone:
@@ -101,6 +110,7 @@ def _police(packet: PolicePacket) -> list[str]:
             + "; ".join(rule.matched)
         )
     lines += ["", "TIMELINE"]
+    lines += _omitted(packet.flags_omitted, packet.case_id)
     for entry in packet.timeline:
         unconfirmed = (
             " (for review: not confirmed by a person)" if entry.decision == "review" else ""
@@ -151,6 +161,7 @@ def _iwf(packet: IwfPacket) -> list[str]:
     lines += _supplement(packet.supplement)
     lines += _parties(packet.authority, packet.organisation)
     lines.append(f"ITEMS ({len(packet.items)})")
+    lines += _omitted(packet.flags_omitted, packet.case_id)
     for item in packet.items:
         lines += [
             f"  - {item.content_id}: {item.media_type.value}, first seen {_at(item.first_seen_at)}",

@@ -19,7 +19,14 @@ from schemas.packets import (
     Supplement,
     TimelineEntry,
 )
-from schemas.referral import Destination, DestinationKind, FiredRule, Priority, ReferralTask
+from schemas.referral import (
+    Criterion,
+    Destination,
+    DestinationKind,
+    FiredRule,
+    Priority,
+    ReferralTask,
+)
 from services.domain.forces import ForceDirectory
 from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS
 
@@ -42,6 +49,16 @@ class Reporter:
             safeguarding_contact=self.safeguarding_contact,
             safeguarding_email=self.safeguarding_email,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a packet says of all the flags of a version when it lists only the latest of them:
+    the most urgent priority and every criterion among them, and how many it leaves out."""
+
+    priority: Priority
+    criteria: frozenset[Criterion]
+    omitted: int
 
 
 def authority(destination: Destination, priority: Priority, directory: ForceDirectory) -> Authority:
@@ -145,10 +162,11 @@ def build_police_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
+    totals: Totals | None = None,
 ) -> PolicePacket:
     flags = _flags(tasks)
-    priority = _most_urgent(tasks)
-    criteria = sorted({c for t in tasks for c in t.criteria})
+    priority = totals.priority if totals else _most_urgent(tasks)
+    criteria = sorted(totals.criteria if totals else {c for t in tasks for c in t.criteria})
     rules: list[FiredRule] = []
     for task in tasks:
         rules.extend(rule for rule in task.rules if rule not in rules)
@@ -174,7 +192,8 @@ def build_police_packet(
     first, last = flags[0].detected_at, flags[-1].detected_at
     summary = (
         f"Suspected {', '.join(criteria)} on {latest.platform.service}, reported by "
-        f"{reporter.name}: {len(flags)} flag(s) detected between {first.isoformat()} and "
+        f"{reporter.name}: {len(flags) + (totals.omitted if totals else 0)} flag(s) detected "
+        f"between {first.isoformat()} and "
         f"{last.isoformat()}. Priority {priority.value}."
     )
     if supplement is not None:
@@ -222,6 +241,7 @@ def build_police_packet(
         children=children,
         content=list(content.values()),
         supplement=supplement,
+        flags_omitted=totals.omitted if totals else 0,
     )
 
 
@@ -235,6 +255,7 @@ def build_iwf_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
+    totals: Totals | None = None,
 ) -> IwfPacket:
     items: dict[str, IwfItem] = {}
     for f in _flags(tasks):
@@ -260,7 +281,7 @@ def build_iwf_packet(
                     hash_lists=lists,
                 ),
             )
-    priority = _most_urgent(tasks)
+    priority = totals.priority if totals else _most_urgent(tasks)
     return IwfPacket(
         case_id=case_id,
         version=version,
@@ -270,6 +291,7 @@ def build_iwf_packet(
         priority=priority,
         items=list(items.values()),
         supplement=supplement,
+        flags_omitted=totals.omitted if totals else 0,
     )
 
 
@@ -283,8 +305,10 @@ def build_packet(
     directory: ForceDirectory,
     now: datetime,
     supplement: Supplement | None = None,
+    totals: Totals | None = None,
 ) -> Packet:
-    """The packet for a case's destination, from every task attached to the case."""
+    """The packet for a case's destination, from the tasks attached to the case (or the latest of
+    them, with `totals` over all of them)."""
     build = build_iwf_packet if destination.kind is DestinationKind.IWF else build_police_packet
     return build(
         case_id=case_id,
@@ -295,4 +319,5 @@ def build_packet(
         directory=directory,
         now=now,
         supplement=supplement,
+        totals=totals,
     )

@@ -13,19 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.referral import Decision, ReferralTask
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode
+from services.pipeline.decode import Refusal, decode, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
     Record,
+    broker_unavailable,
     produce_all,
     run_consumer_service,
     stop_on_signals,
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.referral import service
-from services.referral.database import new_engine, new_sessionmaker
+from services.referral import store, sweep
+from services.referral.database import new_engine, new_sessionmaker, transient_database_error
+from services.referral.models import ParkedMessage
 from services.referral.packets import Reporter
 
 log = logging.getLogger(__name__)
@@ -89,14 +91,10 @@ class TaskRecorder:
         # The database first: its writes are idempotent, so when the dead letters fail to send,
         # the retry repeats nothing; and while the database is down, no dead letter is repeated.
         async with self._sessions() as session, session.begin():
-            await service.record_decisions(session=session, decisions=decisions)
-            applied = await service.apply_tasks(
-                session=session,
-                tasks=tasks,
-                reporter=self._reporter,
-                directory=self._directory,
-                deadlines=s.sla_deadlines,
-                now=now,
+            await store.enable_durable_commit(session)
+            await store.record_decisions(session=session, decisions=decisions)
+            applied = await store.apply_tasks(
+                session=session, tasks=tasks, deadlines=s.sla_deadlines, now=now
             )
         if letters:
             await produce_all(self._producer, letters)
@@ -105,7 +103,7 @@ class TaskRecorder:
             m.dlq_messages.labels(topic, reason).inc()
         for item in applied:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
-            for priority, stage in item.settled:
+            for priority, stage in item.breaches:
                 m.sla_breaches.labels(priority.value, stage.value).inc()
             if item.became_ready:
                 m.stage_seconds.labels("routed_to_ready", item.task.priority.value).observe(
@@ -113,6 +111,35 @@ class TaskRecorder:
                 )
         if applied:
             log.info("tasks applied", extra={"tasks": len(applied), "decisions": len(decisions)})
+
+    def is_transient(self, error: BaseException) -> bool:
+        return broker_unavailable(error) or transient_database_error(error)
+
+    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+        """Keep the message for a person (parked table) and say why on the dead-letter topic."""
+        s = self._settings
+        now = self._clock()
+        refusal = unprocessable(record.value, None, type(error).__name__)
+        letter = dead_letter(record, refusal, group=s.referral_group, now=now)
+        async with self._sessions() as session, session.begin():
+            await store.enable_durable_commit(session)
+            await store.park(
+                session=session,
+                message=ParkedMessage(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    consumer_group=s.referral_group,
+                    size=refusal.size,
+                    sha256=refusal.sha256,
+                    flag_id=refusal.flag_id,
+                    error_type=type(error).__name__,
+                    tries=tries,
+                    parked_at=now,
+                ),
+            )
+        await produce_all(self._producer, [(s.topic_dlq, None, letter.model_dump_json().encode())])
+        self._metrics.dlq_messages.labels(record.topic, refusal.reason.value).inc()
 
 
 class SlaSweeper:
@@ -129,9 +156,15 @@ class SlaSweeper:
         self._metrics = metrics
         self._clock = clock
 
-    async def sweep_once(self) -> service.Sweep:
+    async def sweep_once(self) -> sweep.Sweep | None:
+        """One sweep; None when another worker is sweeping now (this one skips the round)."""
         async with self._sessions() as session, session.begin():
-            found = await service.sweep_sla(session=session, now=self._clock())
+            found = await sweep.sweep_sla(session=session, now=self._clock())
+        if found is None:
+            # Another worker is sweeping: its gauge is the truth, and with max() over workers
+            # a stale count here must not keep an alert firing.
+            self._metrics.cases_overdue.clear()
+            return None
         for (priority, stage), count in found.overdue.items():
             self._metrics.cases_overdue.labels(priority.value, stage.value).set(count)
         for priority, stage in found.breaches:

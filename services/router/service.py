@@ -17,6 +17,7 @@ from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
     Record,
+    broker_unavailable,
     produce_all,
     run_consumer_service,
     stop_on_signals,
@@ -110,6 +111,18 @@ class FlagRouter:
             routed.append(routing)
         await produce_all(self._producer, messages)
         self._count(routed, refused)
+
+    def is_transient(self, error: BaseException) -> bool:
+        return broker_unavailable(error)
+
+    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+        """A flag the router failed on again and again: said so on the dead-letter topic."""
+        refusal = unprocessable(record.value, None, type(error).__name__)
+        letter = dead_letter(record, refusal, group=self._settings.router_group, now=self._clock())
+        await produce_all(
+            self._producer, [(self._settings.topic_dlq, None, letter.model_dump_json().encode())]
+        )
+        self._count([], [(record.topic, refusal.reason.value)])
 
     def _count(self, routed: list[Routing], refused: list[tuple[str, str]]) -> None:
         m = self._metrics

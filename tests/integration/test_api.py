@@ -8,13 +8,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.domain.forces import uk_forces
-from services.referral import service
+from services.referral import store
 from services.referral.api import create_app
 from services.referral.keys import Role, create_key
 from tests.factories import make_flag, signal
 from tests.infra import isolated_settings
-from tests.integration.test_cases_store import REPORTER, routed
+from tests.integration.test_cases_store import routed
 
 
 @pytest.fixture
@@ -58,12 +57,10 @@ async def test_cases_packets_and_flags_can_be_looked_up(
     refer = routed(make_flag(subject={"account_id": account}, signals=[signal("coercion", 0.9)]))
     none = routed(make_flag(signals=[signal("other", 0.9)]))
     async with sessions() as session, session.begin():
-        await service.record_decisions(session=session, decisions=[refer.decision, none.decision])
-        applied = await service.apply_tasks(
+        await store.record_decisions(session=session, decisions=[refer.decision, none.decision])
+        applied = await store.apply_tasks(
             session=session,
             tasks=list(refer.tasks),
-            reporter=REPORTER,
-            directory=uk_forces(),
             now=refer.decision.decided_at,
         )
     case_id = applied[0].case_id
@@ -122,11 +119,9 @@ async def test_case_list_pages_with_a_cursor_and_refuses_a_forged_one(
     for _ in range(3):
         routing = routed(make_flag(signals=[signal("safety", 0.95)]))
         async with sessions() as session, session.begin():
-            await service.apply_tasks(
+            await store.apply_tasks(
                 session=session,
                 tasks=list(routing.tasks),
-                reporter=REPORTER,
-                directory=uk_forces(),
                 now=routing.decision.decided_at,
             )
     seen: list[str] = []

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.flag import ModerationFlag
 from schemas.referral import Outcome, ReferralTask
 from services.domain.forces import uk_forces
-from services.referral import service
+from services.referral import queries, store
 from services.referral.enums import CaseStatus
 from services.referral.models import Case, PacketRecord, Task
 from services.referral.packets import Reporter
@@ -19,6 +19,7 @@ from tests.factories import make_flag, signal
 
 NOW = datetime(2026, 11, 26, 9, 1, tzinfo=UTC)
 REPORTER = Reporter(name="Test Platform Ltd", safeguarding_contact="DSL, 020 0000 0000")
+PACKETS = store.CaseConfig(reporter=REPORTER, directory=uk_forces())
 
 
 def routed(flag: ModerationFlag, home_force_id: str = "kent") -> Routing:
@@ -33,11 +34,9 @@ def routed(flag: ModerationFlag, home_force_id: str = "kent") -> Routing:
 
 async def apply(
     sessions: async_sessionmaker[AsyncSession], tasks: list[ReferralTask]
-) -> list[service.AppliedTask]:
+) -> list[store.AppliedTask]:
     async with sessions() as session, session.begin():
-        return await service.apply_tasks(
-            session=session, tasks=tasks, reporter=REPORTER, directory=uk_forces(), now=NOW
-        )
+        return await store.apply_tasks(session=session, tasks=tasks, now=NOW)
 
 
 async def case_state(
@@ -62,7 +61,12 @@ async def test_flags_about_one_subject_gather_in_one_case_with_a_new_packet_each
 ) -> None:
     first = routed(make_flag(subject=subject("acct-gather"), signals=[signal("grooming", 0.95)]))
     second = routed(make_flag(subject=subject("acct-gather"), signals=[signal("coercion", 0.9)]))
-    await apply(sessions, list(first.tasks))
+    (applied,) = await apply(sessions, list(first.tasks))
+    async with sessions() as session, session.begin():
+        read_early = await store.packet(
+            session=session, case_id=applied.case_id, version=1, config=PACKETS, now=NOW
+        )
+    assert read_early is not None
     await apply(sessions, list(second.tasks))
 
     cases, tasks, packets = await case_state(sessions, first.tasks[0].case_key)
@@ -70,14 +74,23 @@ async def test_flags_about_one_subject_gather_in_one_case_with_a_new_packet_each
     case = cases[0]
     assert (case.status, case.priority, case.packet_version) == (CaseStatus.READY, "P1", 2)
     assert case.criteria == ["coercion", "grooming"]
-    assert (tasks, packets) == (2, 2)
-    async with sessions() as session:
-        latest = await service.get_packet(session=session, case_id=case.case_id, version=2)
-        earliest = await service.get_packet(session=session, case_id=case.case_id, version=1)
+    assert (tasks, packets) == (2, 1), "version 2 is numbered; its document is built when read"
+    async with sessions() as session, session.begin():
+        latest = await store.packet(
+            session=session, case_id=case.case_id, version=2, config=PACKETS, now=NOW
+        )
+        earliest = await store.packet(
+            session=session, case_id=case.case_id, version=1, config=PACKETS, now=NOW
+        )
+        beyond = await store.packet(
+            session=session, case_id=case.case_id, version=3, config=PACKETS, now=NOW
+        )
     assert latest is not None
     assert earliest is not None
+    assert beyond is None
     assert len(latest.body["timeline"]) == 2
-    assert len(earliest.body["timeline"]) == 1, "an earlier packet version never changes"
+    assert earliest.body == read_early.body, "an earlier packet version never changes"
+    assert len(earliest.body["timeline"]) == 1
 
 
 async def test_replaying_tasks_changes_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -90,7 +103,7 @@ async def test_replaying_tasks_changes_nothing(sessions: async_sessionmaker[Asyn
     assert len(first) == 1
     assert again == []
     assert [c.case_id for c in before[0]] == [c.case_id for c in after[0]]
-    assert before[1:] == after[1:] == (1, 1)
+    assert before[1:] == after[1:] == (1, 0)
     assert after[0][0].packet_version == 1
 
 
@@ -111,7 +124,7 @@ async def test_a_review_case_becomes_ready_when_a_referral_joins_it(
     cases, tasks, packets = await case_state(sessions, review.tasks[0].case_key)
     assert [c.status for c in cases] == [CaseStatus.READY]
     assert cases[0].ready_at == NOW
-    assert (tasks, packets) == (2, 1)
+    assert (tasks, packets, cases[0].packet_version) == (2, 0, 1)
     assert [a.became_ready for a in applied] == [True]
 
 
@@ -122,10 +135,10 @@ async def test_decisions_are_stored_once_for_every_outcome(
     refer = routed(make_flag(signals=[signal("coercion", 0.95)])).decision
     for _ in range(2):
         async with sessions() as session, session.begin():
-            await service.record_decisions(session=session, decisions=[none, refer, none])
+            await store.record_decisions(session=session, decisions=[none, refer, none])
     async with sessions() as session:
-        stored_none = await service.get_decision(session=session, flag_id=none.flag_id)
-        stored_refer = await service.get_decision(session=session, flag_id=refer.flag_id)
+        stored_none = await queries.get_decision(session=session, flag_id=none.flag_id)
+        stored_refer = await queries.get_decision(session=session, flag_id=refer.flag_id)
     assert stored_none is not None
     assert stored_none.outcome == "none"
     assert stored_refer is not None

@@ -14,11 +14,11 @@ from services.domain.forces import uk_forces
 from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.referral import service
+from services.referral import queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.worker import TaskRecorder
 from tests.factories import make_flag, signal
-from tests.integration.test_cases_store import routed
+from tests.integration.test_cases_store import NOW, PACKETS, routed
 from tests.kafka_reading import committed_and_end, read_topic, wait_for_commit
 
 
@@ -115,7 +115,7 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
     )
     assert committed == 0
     async with sessions() as session:
-        assert await service.cases_for_flag(session=session, flag_id=task.flag_id) == []
+        assert await queries.cases_for_flag(session=session, flag_id=task.flag_id) == []
 
     # 2. With the database back, the same messages are read again and stored; then committed.
     healthy = Metrics(CollectorRegistry())
@@ -126,8 +126,8 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
 
     await run_worker_until(settings, sessions, healthy, until_committed)
     async with sessions() as session:
-        case_ids = await service.cases_for_flag(session=session, flag_id=task.flag_id)
-        decision = await service.get_decision(session=session, flag_id=task.flag_id)
+        case_ids = await queries.cases_for_flag(session=session, flag_id=task.flag_id)
+        decision = await queries.get_decision(session=session, flag_id=task.flag_id)
     assert len(case_ids) == 1
     assert decision is not None
     assert decision.outcome == "refer"
@@ -141,7 +141,9 @@ async def test_offsets_are_committed_only_after_the_cases_are_stored(
 
     # A force the router knew but this directory does not: the referral is kept, not refused.
     async with sessions() as session:
-        (kept,) = await service.cases_for_flag(session=session, flag_id=unaddressable.flag_id)
-        packet = await service.get_packet(session=session, case_id=kept, version=1)
+        (kept,) = await queries.cases_for_flag(session=session, flag_id=unaddressable.flag_id)
+        packet = await store.packet(
+            session=session, case_id=kept, version=1, config=PACKETS, now=NOW
+        )
     assert packet is not None
     assert packet.body["authority"]["id"] == "no-such-force"

@@ -1,0 +1,78 @@
+"""Reads of cases, flags and decisions for the API. No writes."""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.referral.enums import CaseStatus
+from services.referral.models import Case, CaseTransition, DecisionRecord, Task
+
+
+async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
+    return await session.get(Case, case_id)
+
+
+async def list_cases(
+    *,
+    session: AsyncSession,
+    status: CaseStatus | None = None,
+    destination: str | None = None,
+    priority: str | None = None,
+    force_id: str | None = None,
+    criterion: str | None = None,
+    since: datetime | None = None,
+    overdue_at: datetime | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[Case]:
+    """Cases, oldest first, after the (created_at, case_id) cursor.
+
+    With `overdue_at`, only the cases whose current stage was due before it, the most overdue
+    first, after the (due_at, case_id) cursor.
+    """
+    key = (Case.due_at, Case.case_id) if overdue_at is not None else (Case.created_at, Case.case_id)
+    query = select(Case).order_by(*key).limit(limit)
+    if overdue_at is not None:
+        query = query.where(Case.due_at < overdue_at)
+    if force_id is not None:
+        query = query.where(Case.force_id == force_id)
+    if criterion is not None:
+        query = query.where(Case.criteria.contains([criterion]))
+    if since is not None:
+        query = query.where(Case.created_at >= since)
+    if status is not None:
+        query = query.where(Case.status == status)
+    if destination is not None:
+        query = query.where(Case.destination == destination)
+    if priority is not None:
+        query = query.where(Case.priority == priority)
+    if after is not None:
+        query = query.where(tuple_(*key) > tuple_(*after))
+    return list((await session.scalars(query)).all())
+
+
+async def case_transitions(*, session: AsyncSession, case_id: UUID) -> list[CaseTransition]:
+    rows = await session.scalars(
+        select(CaseTransition)
+        .where(CaseTransition.case_id == case_id)
+        .order_by(CaseTransition.transition_id)
+    )
+    return list(rows.all())
+
+
+async def case_flag_ids(*, session: AsyncSession, case_id: UUID) -> list[UUID]:
+    rows = await session.scalars(
+        select(Task.flag_id).where(Task.case_id == case_id).order_by(Task.routed_at)
+    )
+    return list(dict.fromkeys(rows.all()))
+
+
+async def get_decision(*, session: AsyncSession, flag_id: UUID) -> DecisionRecord | None:
+    return await session.get(DecisionRecord, flag_id)
+
+
+async def cases_for_flag(*, session: AsyncSession, flag_id: UUID) -> list[UUID]:
+    rows = await session.scalars(select(Task.case_id).where(Task.flag_id == flag_id))
+    return list(dict.fromkeys(rows.all()))

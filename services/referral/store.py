@@ -1,0 +1,530 @@
+"""Persistence of decisions, flags, tasks, cases, packets and parked messages.
+
+Every write is idempotent, and a task has exactly one effect under any interleaving of workers:
+the open cases a batch touches are locked (in case-key order, so two workers never deadlock)
+before the batch checks which of its tasks are already stored, and a case is opened by an insert
+that the open-case-key index makes unique. The case rules themselves are `cases`, which is pure.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schemas.packets import Supplement
+from schemas.referral import Criterion, Decision, Priority, ReferralTask
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
+from services.domain.forces import ForceDirectory
+from services.referral import cases
+from services.referral.cases import Breach, CaseState
+from services.referral.enums import OPEN_STATUSES, CaseStatus
+from services.referral.exceptions import ConcurrentChange, Conflict, NotFound
+from services.referral.lifecycle import SYSTEM_ACTOR
+from services.referral.models import (
+    Case,
+    CaseTransition,
+    DecisionRecord,
+    Flag,
+    PacketRecord,
+    ParkedMessage,
+    Task,
+)
+from services.referral.packets import Reporter, Totals, build_packet
+
+PACKET_FLAGS = 200
+"""A packet lists at most this many flags, the latest; it counts the rest. The case API lists
+every flag."""
+
+_CASE_COLUMNS = [getattr(Case, name) for name in cases.STATE_FIELDS]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseConfig:
+    """What moving a case needs besides the case: the sender and force directory for its
+    packets, and the SLA deadlines for its clocks."""
+
+    reporter: Reporter
+    directory: ForceDirectory
+    deadlines: Mapping[Priority, Deadlines] = field(default_factory=lambda: DEFAULT_DEADLINES)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedTask:
+    """What applying one new task did, for metrics."""
+
+    task: ReferralTask
+    case_id: UUID
+    status: CaseStatus
+    became_ready: bool
+    breaches: tuple[Breach, ...] = ()
+    """Breaches found by this change of the case (listed on its first task only)."""
+
+
+async def enable_durable_commit(session: AsyncSession) -> None:
+    """Make this transaction's commit wait for its WAL on disk, whatever the server's default:
+    offsets committed after it then never outrun the data (`SET LOCAL`: this transaction only)."""
+    await session.execute(text("SET LOCAL synchronous_commit = on"))
+
+
+async def record_decisions(*, session: AsyncSession, decisions: Sequence[Decision]) -> None:
+    """Store decisions by flag id; a redelivered decision is ignored."""
+    if not decisions:
+        return
+    rows = [
+        {
+            "flag_id": d.flag_id,
+            "outcome": d.outcome.value,
+            "priority": d.priority.value if d.priority else None,
+            "criteria": [c.value for c in d.criteria],
+            "immediate_danger": d.immediate_danger,
+            "policy_version": d.policy_version,
+            "decided_at": d.decided_at,
+            "body": d.model_dump(mode="json"),
+        }
+        for d in sorted({d.flag_id: d for d in decisions}.values(), key=lambda d: d.flag_id)
+    ]
+    await session.execute(insert(DecisionRecord).values(rows).on_conflict_do_nothing())
+
+
+def _state(row: Any) -> CaseState:
+    """The case rules' view of a case row (a locked row, or a `Case`)."""
+    return CaseState(**{name: getattr(row, name) for name in cases.STATE_FIELDS})
+
+
+async def _lock_open_cases(session: AsyncSession, keys: Sequence[str]) -> dict[str, Any]:
+    """The open cases for `keys`, locked until the transaction ends, in key order."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Case.case_id, Case.case_key, *_CASE_COLUMNS)
+        .where(Case.case_key.in_(sorted(keys)), Case.status.in_(OPEN_STATUSES))
+        .order_by(Case.case_key)
+        .with_for_update()
+    )
+    return {row.case_key: row for row in rows}
+
+
+async def apply_tasks(
+    *,
+    session: AsyncSession,
+    tasks: Sequence[ReferralTask],
+    now: datetime,
+    deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
+) -> list[AppliedTask]:
+    """Attach new tasks to their open cases, opening cases when needed. A task already stored
+    changes nothing, so replaying a batch is a no-op. The cost per task does not depend on how
+    many flags its case already holds: no packet is built here (see `cases`)."""
+    unique = {t.task_id: t for t in tasks}
+    if not unique:
+        return []
+    keys = sorted({t.case_key for t in unique.values()})
+    applied: list[AppliedTask] = []
+    for _ in range(3):  # a case another worker opened meanwhile is locked on the next round
+        locked = await _lock_open_cases(session, keys)
+        known = set(
+            (
+                await session.scalars(select(Task.task_id).where(Task.task_id.in_(list(unique))))
+            ).all()
+        )
+        new = [t for t in unique.values() if t.task_id not in known and t.case_key in keys]
+        if not new:
+            return applied
+        by_case: dict[str, list[ReferralTask]] = {}
+        for task in new:
+            by_case.setdefault(task.case_key, []).append(task)
+        await _store_flags(session, new, now)
+        opened = await _open_cases(
+            session, {k: v for k, v in by_case.items() if k not in locked}, deadlines, now
+        )
+        joined = {key: (row.case_id, _state(row)) for key, row in locked.items() if key in by_case}
+        moves = {
+            key: cases.join(
+                state,
+                by_case[key],
+                _criteria(by_case[key]),
+                opened=False,
+                deadlines=deadlines,
+                now=now,
+            )
+            for key, (_, state) in joined.items()
+        }
+        attached = [
+            (case_id, state.packet_version - int(moves[key].new_version), by_case[key])
+            for key, (case_id, state) in joined.items()
+        ] + [(case_id, 0, by_case[key]) for key, (case_id, _, _) in opened.items()]
+        await _store_tasks(session, attached, now)
+        if joined:
+            await session.execute(
+                update(Case),
+                [{"case_id": case_id, **asdict(state)} for case_id, state in joined.values()],
+            )
+        everything = {**{k: (c, s, moves[k]) for k, (c, s) in joined.items()}, **opened}
+        await _log_moves(session, everything, now)
+        for key, (case_id, state, moved) in everything.items():
+            became_ready = moved.previous is not CaseStatus.READY and (
+                state.status is CaseStatus.READY
+            )
+            applied.extend(
+                AppliedTask(
+                    t, case_id, state.status, became_ready, moved.breaches if i == 0 else ()
+                )
+                for i, t in enumerate(by_case[key])
+            )
+        keys = [key for key in by_case if key not in everything]
+        if not keys:
+            return applied
+    raise ConcurrentChange("cases kept being opened by another transaction")
+
+
+def _criteria(tasks: Sequence[ReferralTask]) -> list[str]:
+    return [c.value for t in tasks for c in t.criteria]
+
+
+async def _store_flags(session: AsyncSession, tasks: Sequence[ReferralTask], now: datetime) -> None:
+    """Each flag's body once (several destinations' tasks share it), in id order."""
+    flags = sorted({t.flag_id: t.flag for t in tasks}.values(), key=lambda f: f.flag_id)
+    await session.execute(
+        insert(Flag)
+        .values(
+            [
+                {
+                    "flag_id": f.flag_id,
+                    "org_id": f.platform.org_id,
+                    "source_kind": f.source.kind.value,
+                    "detected_at": f.detected_at,
+                    "received_at": now,
+                    "body": f.model_dump(mode="json"),
+                }
+                for f in flags
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _open_cases(
+    session: AsyncSession,
+    by_case: Mapping[str, Sequence[ReferralTask]],
+    deadlines: Mapping[Priority, Deadlines],
+    now: datetime,
+) -> dict[str, tuple[UUID, CaseState, cases.Moved]]:
+    """Open a case per key; a key whose open case another worker inserted first is left out
+    (the caller locks that case and joins it on its next round)."""
+    if not by_case:
+        return {}
+    made: dict[str, tuple[UUID, CaseState, cases.Moved]] = {}
+    rows = []
+    for key in sorted(by_case):
+        tasks = by_case[key]
+        state = cases.open_case(tasks, now)
+        moved = cases.join(
+            state, tasks, _criteria(tasks), opened=True, deadlines=deadlines, now=now
+        )
+        first = tasks[0]
+        case_id = uuid4()
+        made[key] = (case_id, state, moved)
+        rows.append(
+            {
+                "case_id": case_id,
+                "case_key": key,
+                "destination": first.destination.kind.value,
+                "destination_key": first.destination.key,
+                "force_id": first.destination.force_id,
+                "mechanism": first.destination.mechanism,
+                "country": first.destination.country,
+                "org_id": first.flag.platform.org_id,
+                "subject_account_id": first.flag.subject.account_id,
+                "created_at": now,
+                **asdict(state),
+            }
+        )
+    inserted = set(
+        (
+            await session.scalars(
+                insert(Case)
+                .values(rows)
+                .on_conflict_do_nothing(
+                    index_elements=[Case.case_key], index_where=Case.status.in_(OPEN_STATUSES)
+                )
+                .returning(Case.case_key)
+            )
+        ).all()
+    )
+    return {key: value for key, value in made.items() if key in inserted}
+
+
+async def _store_tasks(
+    session: AsyncSession,
+    attached: Sequence[tuple[UUID, int, Sequence[ReferralTask]]],
+    now: datetime,
+) -> None:
+    """Insert the tasks; every one must be new (their cases are locked and they were checked
+    under the lock), so a conflict means the checks were outrun: the batch is retried."""
+    rows = [
+        {
+            "task_id": t.task_id,
+            "case_id": case_id,
+            "flag_id": t.flag_id,
+            "decision": t.decision,
+            "priority": t.priority.value,
+            "routed_at": t.routed_at,
+            "received_at": now,
+            "attached_version": version,
+            "body": t.model_dump(mode="json", exclude={"flag"}),
+        }
+        for case_id, version, tasks in attached
+        for t in tasks
+    ]
+    stored = (
+        await session.scalars(
+            insert(Task).values(rows).on_conflict_do_nothing().returning(Task.task_id)
+        )
+    ).all()
+    if len(stored) != len(rows):
+        raise ConcurrentChange("a task was stored by another transaction meanwhile")
+
+
+async def _log_moves(
+    session: AsyncSession,
+    moved: Mapping[str, tuple[UUID, CaseState, cases.Moved]],
+    now: datetime,
+) -> None:
+    rows = [
+        {
+            "case_id": case_id,
+            "at": now,
+            "actor": SYSTEM_ACTOR,
+            "from_status": m.previous.value if m.previous else None,
+            "to_status": state.status.value,
+            "note": m.note,
+            "packet_version": state.packet_version,
+        }
+        for case_id, state, m in moved.values()
+        if m.note is not None
+    ]
+    if rows:
+        await session.execute(insert(CaseTransition).values(rows))
+
+
+def _log(
+    session: AsyncSession,
+    case: Case,
+    previous: CaseStatus | None,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+    external_reference: str | None = None,
+) -> None:
+    session.add(
+        CaseTransition(
+            case_id=case.case_id,
+            at=now,
+            actor=actor,
+            from_status=previous.value if previous else None,
+            to_status=case.status.value,
+            external_reference=external_reference,
+            note=note,
+            packet_version=case.packet_version,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What a person's transition did."""
+
+    case: Case
+    previous: CaseStatus
+    breaches: tuple[Breach, ...] = ()
+    """Breaches found by the move (a stage done late; a round closed by a supplement)."""
+    ready_seconds: float | None = None
+    """For a submission: how long the packet was ready before a person sent it."""
+
+
+def _write(case: Case, state: CaseState) -> None:
+    for name in cases.STATE_FIELDS:
+        setattr(case, name, getattr(state, name))
+
+
+async def transition_case(
+    *,
+    session: AsyncSession,
+    case_id: UUID,
+    to: CaseStatus,
+    actor: str,
+    now: datetime,
+    packets: CaseConfig,
+    external_reference: str | None = None,
+    note: str | None = None,
+    packet_version: int | None = None,
+    expected_updated_at: datetime | None = None,
+) -> Moved:
+    """A person moves a case. Locks the row meanwhile.
+
+    `expected_updated_at` (the case's `updated_at` as the person read it) refuses the move when
+    the case changed since, e.g. a flag joined a review. `packet_version` names the version a
+    person sent, which is built now if nobody read it before; when a later one exists, the flags
+    it added are not lost: the case is made ready again at once with a supplementary packet.
+    """
+    case = await session.scalar(select(Case).where(Case.case_id == case_id).with_for_update())
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    if expected_updated_at is not None and case.updated_at != expected_updated_at:
+        raise Conflict(
+            f"the case changed at {case.updated_at.isoformat()}, after the version you read; "
+            "read it again before moving it"
+        )
+    state = _state(case)
+    previous, ready_since = state.status, state.ready_at
+    moved = cases.move(
+        state,
+        to,
+        now=now,
+        external_reference=external_reference,
+        note=note,
+        packet_version=packet_version,
+    )
+    _write(case, state)
+    _log(
+        session,
+        case,
+        previous,
+        actor=actor,
+        now=now,
+        note=note,
+        external_reference=external_reference,
+    )
+    breaches = moved.breaches
+    if to is CaseStatus.SUBMITTED and packet_version is not None:
+        await _materialise(
+            session=session, case=case, version=packet_version, config=packets, now=now
+        )
+    if cases.needs_supplement(state):
+        unsent = (
+            await session.execute(
+                select(Task.priority, Task.decision, Task.body["detected_at"].astext).where(
+                    Task.case_id == case.case_id,
+                    Task.attached_version >= (state.submitted_version or 0),
+                )
+            )
+        ).all()
+        again = cases.resend_later_flags(
+            state,
+            [_Facts(Priority(p), d, datetime.fromisoformat(at)) for p, d, at in unsent],
+            deadlines=packets.deadlines,
+            now=now,
+        )
+        _write(case, state)
+        _log(session, case, CaseStatus.SUBMITTED, actor=SYSTEM_ACTOR, now=now, note=again.note)
+        breaches += again.breaches
+    waited = None
+    if previous is CaseStatus.READY and ready_since is not None:
+        waited = max((now - ready_since).total_seconds(), 0.0)
+    await session.flush()
+    return Moved(case, previous, breaches, waited)
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """A stored task's clock facts (`cases.TaskFacts`)."""
+
+    priority: Priority
+    decision: Any
+    detected_at: datetime
+
+
+async def packet(
+    *, session: AsyncSession, case_id: UUID, version: int, config: CaseConfig, now: datetime
+) -> PacketRecord | None:
+    """A version of a case's packet: the stored one, or built now from the flags attached
+    before it (and stored, so it never changes). None when the case has no such version."""
+    stored = await session.get(PacketRecord, (case_id, version))
+    if stored is not None:
+        return stored
+    case = await session.get(Case, case_id)
+    if case is None:
+        return None
+    return await _materialise(session=session, case=case, version=version, config=config, now=now)
+
+
+async def _materialise(
+    *, session: AsyncSession, case: Case, version: int, config: CaseConfig, now: datetime
+) -> PacketRecord | None:
+    if not 1 <= version <= case.packet_version:
+        return None
+    stored = await session.get(PacketRecord, (case.case_id, version))
+    if stored is not None:
+        return stored
+    before = (Task.case_id == case.case_id, Task.attached_version < version)
+    rows = (
+        await session.execute(
+            select(Task.body, Task.attached_version, Flag.body)
+            .join(Flag, Flag.flag_id == Task.flag_id)
+            .where(*before)
+            .order_by(Task.attached_version.desc(), Task.received_at.desc(), Task.task_id)
+            .limit(PACKET_FLAGS)
+        )
+    ).all()
+    if not rows:
+        return None
+    tasks = [ReferralTask.model_validate({**body, "flag": flag}) for body, _, flag in rows]
+    totals = None
+    if len(rows) == PACKET_FLAGS:
+        count, priority = (
+            await session.execute(select(func.count(), func.min(Task.priority)).where(*before))
+        ).one()
+        criteria = await session.scalars(
+            select(func.jsonb_array_elements_text(Task.body["criteria"])).where(*before).distinct()
+        )
+        totals = Totals(
+            Priority(priority), frozenset(Criterion(c) for c in criteria), count - len(rows)
+        )
+    supplement = None
+    sent = case.submitted_version
+    if sent is not None and sent < version and case.submitted_at and case.external_reference:
+        supplement = Supplement(
+            supplements_version=sent,
+            external_reference=case.external_reference,
+            submitted_at=case.submitted_at,
+            new_flag_ids=list(
+                dict.fromkeys(
+                    t.flag_id for t, (_, at, _) in zip(tasks, rows, strict=True) if at >= sent
+                )
+            )[::-1],
+        )
+    built = build_packet(
+        case_id=case.case_id,
+        version=version,
+        destination=tasks[0].destination,
+        tasks=tasks[::-1],
+        reporter=config.reporter,
+        directory=config.directory,
+        now=now,
+        supplement=supplement,
+        totals=totals,
+    )
+    await session.execute(
+        insert(PacketRecord)
+        .values(
+            case_id=case.case_id,
+            version=version,
+            kind=built.kind,
+            built_at=now,
+            supplements_version=supplement.supplements_version if supplement else None,
+            body=built.model_dump(mode="json"),
+        )
+        .on_conflict_do_nothing()
+    )
+    return await session.get(PacketRecord, (case.case_id, version), populate_existing=True)
+
+
+async def park(*, session: AsyncSession, message: ParkedMessage) -> None:
+    """Keep a message that could not be stored, for a person; parking it twice changes nothing."""
+    values = {c.key: getattr(message, c.key) for c in ParkedMessage.__table__.columns}
+    await session.execute(insert(ParkedMessage).values(values).on_conflict_do_nothing())
