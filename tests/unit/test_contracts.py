@@ -1,5 +1,6 @@
 """The contracts: checked-in schemas and examples agree with the models; models are closed."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,62 @@ def test_consistent_decisions_are_accepted() -> None:
 def test_inconsistent_decisions_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Decision.model_validate(_decision(**overrides))
+
+
+def _with(document: dict[str, Any], path: tuple[str | int, ...], value: str) -> dict[str, Any]:
+    node: Any = document
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return document
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x1b", "\x7f", "\x85", "\x9f"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("subject", "username"),
+        ("subject", "account_id"),
+        ("content", 0, "url"),
+        ("content", 0, "content_id"),
+        ("platform", "org_id"),
+    ],
+)
+def test_a_control_character_in_any_string_field_is_refused_with_its_path(
+    path: tuple[str | int, ...], control: str
+) -> None:
+    """PostgreSQL cannot store U+0000 and no control character belongs in a packet: the router
+    refuses such a flag with a reason, instead of the worker failing to store it."""
+    document = flag_document(
+        subject={"account_id": "acct-1", "username": "someone"},
+        content=[
+            {
+                "content_id": "c-1",
+                "media_type": "text",
+                "url": "https://example.org/p/1",
+                "hashes": {},
+            }
+        ],
+    )
+    clean = str(_with(document, path, "x"))  # the field exists and takes a clean value
+    assert clean
+    bad = _with(document, path, f"https://example.org/a{control}b")
+    result = decode(json.dumps(bad).encode(), ModerationFlag, max_bytes=256 * 1024)
+    assert isinstance(result, Refusal)
+    assert result.reason is RejectionReason.INVALID
+    assert [list(path)] == [p.loc for p in result.errors]
+    assert all(control not in p.msg for p in result.errors), "the refusal quotes no input"
+
+
+def test_a_task_case_key_with_a_control_character_is_refused() -> None:
+    (task,) = route(
+        make_flag(),
+        policy=default_policy(),
+        directory=uk_forces(),
+        home_force_id="kent",
+        now=DETECTED_AT,
+    ).tasks[:1]
+    document = json.loads(task.model_dump_json())
+    document["case_key"] = "police:kent:acct\x00"
+    with pytest.raises(ValidationError, match="case_key"):
+        ReferralTask.model_validate(document)
