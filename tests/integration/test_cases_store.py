@@ -2,16 +2,19 @@
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.flag import ModerationFlag
-from schemas.referral import Outcome, ReferralTask
+from schemas.packets import PolicePacket
+from schemas.referral import Outcome, Priority, ReferralTask
 from services.domain.forces import uk_forces
 from services.referral import queries, store
 from services.referral.enums import CaseStatus
 from services.referral.models import Case, PacketRecord, Task
+from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
 from services.router.policy import default_policy
 from services.router.routing import Routing, route
@@ -144,3 +147,41 @@ async def test_decisions_are_stored_once_for_every_outcome(
     assert stored_refer is not None
     assert stored_refer.criteria == ["coercion"]
     assert stored_refer.body["rules"][0]["rule_id"] == "coercion-high"
+
+
+async def test_a_case_with_more_flags_than_a_packet_lists_keeps_its_p0_and_counts_the_rest(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    who = subject(f"acct-prolific-{uuid4().hex[:8]}")
+    danger = routed(make_flag(subject=who, signals=[signal("safety", 0.9, immediate_danger=True)]))
+    (first,) = [t for t in danger.tasks if t.destination.kind.value == "police"]
+    later = [
+        task
+        for _ in range(store.PACKET_FLAGS + 60)
+        for task in routed(make_flag(subject=who, signals=[signal("grooming", 0.95)])).tasks
+    ]
+    assert {t.case_key for t in later} == {first.case_key}
+    assert {t.priority for t in later} == {Priority.P2}
+    await apply(sessions, [first])
+    for start in range(0, len(later), 50):
+        await apply(sessions, later[start : start + 50])
+
+    (case,), tasks, _ = await case_state(sessions, first.case_key)
+    assert (tasks, case.flag_count) == (len(later) + 1, len(later) + 1)
+    async with sessions() as session, session.begin():
+        packet = await store.packet(
+            session=session,
+            case_id=case.case_id,
+            version=case.packet_version,
+            config=PACKETS,
+            now=NOW,
+        )
+    assert packet is not None
+    body = PolicePacket.model_validate(packet.body)
+    assert len(body.timeline) == store.PACKET_FLAGS
+    assert body.flags_omitted == len(later) + 1 - store.PACKET_FLAGS
+    assert body.priority is Priority.P0, "the first flag's danger is not dropped from the packet"
+    assert {c.value for c in body.criteria} == {"safety", "grooming"}
+    text = render_text(body)
+    assert text.startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
+    assert f"{body.flags_omitted} earlier flag(s) of this case are not listed here" in text
