@@ -31,6 +31,7 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
 )
 
@@ -162,8 +163,13 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 def broker_unavailable(error: BaseException) -> bool:
-    """True for a fault of the broker or the network, which passes: retry, never dead-letter."""
-    return isinstance(error, KafkaError | OSError | TimeoutError)
+    """True for a fault of the broker or the network, which passes: retry, never dead-letter.
+
+    A Kafka error the client marks not retriable (a message too large, say) is the message's.
+    """
+    if isinstance(error, OSError | TimeoutError | KafkaTimeoutError):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
 
 
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
