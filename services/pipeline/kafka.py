@@ -100,28 +100,34 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         wanted = settings.kafka_topic_partitions
+        topics = all_topics(settings)
         existing = set(await admin.list_topics())
-        missing = [topic for topic in all_topics(settings) if topic not in existing]
+        missing = [topic for topic in topics if topic not in existing]
         if missing:
             new = [NewTopic(topic, wanted, settings.kafka_replication_factor) for topic in missing]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(new)
             log.info("topics created", extra={"topics": ",".join(missing), "partitions": wanted})
-        present = [topic for topic in all_topics(settings) if topic in existing]
-        if present:
-            described = await admin.describe_topics(present)
-            grow = {
-                d["topic"]: NewPartitions(total_count=wanted)
-                for d in described
-                if len(d["partitions"]) < wanted
-            }
-            if grow:
-                await admin.create_partitions(grow)
-                log.info(
-                    "topic partitions grown", extra={"topics": ",".join(grow), "partitions": wanted}
-                )
+        # Every topic, not only those listed: a listing can lag behind a topic just created.
+        grow = {
+            d["topic"]: NewPartitions(total_count=wanted)
+            for d in await admin.describe_topics(topics)
+            if d["error_code"] == 0 and 0 < len(d["partitions"]) < wanted
+        }
+        if grow:
+            response = await admin.create_partitions(grow)
+            refused = [t for t, code, _ in response.topic_errors if code not in (0, _ALREADY_GROWN)]
+            if refused:
+                raise KafkaError(f"partitions not grown for {', '.join(refused)}")
+            log.info(
+                "topic partitions grown", extra={"topics": ",".join(grow), "partitions": wanted}
+            )
     finally:
         await admin.close()
+
+
+_ALREADY_GROWN = 37
+"""INVALID_PARTITIONS: the topic already has that many partitions (another process grew it)."""
 
 
 def new_producer(settings: Settings) -> AIOKafkaProducer:
