@@ -63,6 +63,10 @@ class DecisionRecord(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
 
+OPEN_CASE_PREDICATE = "status IN ('review', 'ready', 'submitted', 'acknowledged')"
+"""The open statuses, as the partial unique index on `case_key` states them."""
+
+
 class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
@@ -70,7 +74,7 @@ class Case(Base):
             "uq_cases_open_case_key",
             "case_key",
             unique=True,
-            postgresql_where=text("status IN ('review', 'ready', 'submitted', 'acknowledged')"),
+            postgresql_where=text(OPEN_CASE_PREDICATE),
         ),
         Index("ix_cases_created_at_case_id", "created_at", "case_id"),
         Index("ix_cases_due_at_waiting", "due_at", postgresql_where=text("due_at IS NOT NULL")),

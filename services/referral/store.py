@@ -26,6 +26,7 @@ from services.referral.enums import OPEN_STATUSES, CaseStatus
 from services.referral.exceptions import ConcurrentChange, Conflict, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR
 from services.referral.models import (
+    OPEN_CASE_PREDICATE,
     Case,
     CaseTransition,
     DecisionRecord,
@@ -249,7 +250,10 @@ async def _open_cases(
                 insert(Case)
                 .values(rows)
                 .on_conflict_do_nothing(
-                    index_elements=[Case.case_key], index_where=Case.status.in_(OPEN_STATUSES)
+                    # Literal, as the index's own predicate is: with bound statuses, a prepared
+                    # statement's generic plan no longer matches the partial index.
+                    index_elements=[Case.case_key],
+                    index_where=text(OPEN_CASE_PREDICATE),
                 )
                 .returning(Case.case_key)
             )

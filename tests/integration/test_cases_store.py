@@ -185,3 +185,19 @@ async def test_a_case_with_more_flags_than_a_packet_lists_keeps_its_p0_and_count
     text = render_text(body)
     assert text.startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
     assert f"{body.flags_omitted} earlier flag(s) of this case are not listed here" in text
+
+
+async def test_cases_opened_one_after_another_on_one_connection_all_open(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """After five runs a prepared statement may switch to a generic plan; opening a case must
+    still match the partial unique index of open case keys."""
+    tasks = [
+        routed(make_flag(subject=subject(f"acct-serial-{uuid4().hex[:8]}"))).tasks[0]
+        for _ in range(10)
+    ]
+    async with sessions() as session, session.begin():
+        opened = [
+            (await store.apply_tasks(session=session, tasks=[task], now=NOW))[0] for task in tasks
+        ]
+    assert [a.status for a in opened] == [CaseStatus.READY] * 10
