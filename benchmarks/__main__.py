@@ -1,14 +1,17 @@
-"""`make bench`: how long the pure core takes per flag (median of repeated runs).
+"""`make bench`: how long the pure core takes per flag (median of repeated runs), then the
+pipeline on the real Kafka broker and PostgreSQL (`benchmarks/pipeline.py`).
 
 Not part of `make test`: timings belong here, never in assertions of the test suite.
 """
 
+import asyncio
 import json
 import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from benchmarks import pipeline
 from schemas.flag import ModerationFlag
 from services.domain.forces import uk_forces
 from services.pipeline.decode import decode
@@ -63,3 +66,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    asyncio.run(pipeline.main())

@@ -1,0 +1,579 @@
+"""`make bench`, second part: the pipeline on the real Kafka broker and PostgreSQL.
+
+From one run:
+1. the baseline: a plain aiokafka consume→produce passthrough of the flag backlog (consumer
+   group, produce with acks=all and idempotence, commit once acknowledged);
+2. one `csae router` process over the same backlog, from its start until its group has committed
+   the end of the flags topic;
+3. one `csae referral worker` process over what the router wrote, until its group has committed
+   the end of the referrals and decisions topics;
+4. publish→stored latency at a steady rate with router and worker running (rows polled);
+5. the store's cost of one new flag on a case that holds many flags against one on a new case.
+
+Completion is always read from the broker (committed offsets) or the database (rows), never
+guessed. Each run has its own topics, consumer groups and database, removed at the end.
+Synthetic flags only (tests/factories.py). Sizes from `CSAE_BENCH_*` (see `BenchSettings`).
+"""
+
+import asyncio
+import json
+import os
+import signal as signals
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from schemas.referral import ReferralTask
+from services.domain.forces import uk_forces
+from services.pipeline.kafka import (
+    all_topics,
+    client_options,
+    ensure_topics,
+    new_producer,
+)
+from services.pipeline.settings import Settings
+from services.referral import store
+from services.referral.database import new_engine, new_sessionmaker, upgrade
+from services.router.policy import default_policy
+from services.router.routing import route
+from tests.factories import flag_document, make_flag, signal
+
+CSAE = Path(sys.executable).with_name("csae")
+PARTITIONS = 12
+FLAGS_PER_SUBJECT = 4
+FILL_BATCH = 200
+POLL_SECONDS = 0.005
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+# UK postcode districts of different forces: the child's location picks the police destination.
+DISTRICTS = ("CV1", "ME14", "M1", "LS1", "CF10", "BS1", "NE1", "SW1A")
+
+
+class BenchSettings(BaseSettings):
+    """Sizes of the pipeline benchmark, from `CSAE_BENCH_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CSAE_BENCH_", frozen=True, extra="ignore")
+
+    flags: int = Field(default=20_000, ge=FLAGS_PER_SUBJECT)
+    """The backlog for the throughput figures."""
+    rate: float = Field(default=200.0, gt=0)
+    """Flags per second published for the latency figure..."""
+    seconds: float = Field(default=20.0, gt=0)
+    """...for this long."""
+    case_flags: int = Field(default=10_000, ge=FILL_BATCH)
+    """Flags in the large case of the store-cost figure."""
+    samples: int = Field(default=31, ge=3)
+    """Single-flag applies timed on each kind of case (median)."""
+    timeout: float = Field(default=180.0, gt=0)
+    """Seconds each stage may take before it is reported as unfinished."""
+
+
+# --- synthetic flags ---------------------------------------------------------------------------
+
+
+def flag_bytes(run: str, subject: int, now: datetime) -> tuple[bytes, bytes]:
+    """One synthetic flag (key, value): a clear sextortion-and-grooming signal about a child in
+    the UK, which the default policy refers to the police force of the child's location."""
+    stamp = now.isoformat()
+    document = flag_document(
+        detected_at=stamp,
+        published_at=stamp,
+        signals=[signal("coercion", 0.9), signal("grooming", 0.95)],
+        child={
+            "age_band": "13_15",
+            "location": {"country": "GB", "postcode_district": DISTRICTS[subject % len(DISTRICTS)]},
+        },
+        subject={"account_id": f"bench-{run}-{subject:07d}", "ips": ["192.0.2.1"]},
+    )
+    return document["flag_id"].encode(), json.dumps(document).encode()
+
+
+def backlog(run: str, count: int) -> list[tuple[bytes, bytes]]:
+    """`count` flags, FLAGS_PER_SUBJECT about each subject, interleaved as they would arrive."""
+    now = datetime.now(UTC)
+    subjects = max(count // FLAGS_PER_SUBJECT, 1)
+    return [flag_bytes(run, i % subjects, now) for i in range(count)]
+
+
+# --- isolation: topics, groups, database, processes --------------------------------------------
+
+
+def plain_dsn(url: str, database: str | None = None) -> str:
+    """An asyncpg DSN for a SQLAlchemy URL, on `database` when given."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+async def create_database(base_url: str, name: str) -> str:
+    """A fresh database `name` on the server of `base_url`, migrated; returns its URL."""
+    admin = await asyncpg.connect(plain_dsn(base_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+async def durability(dsn: str) -> str:
+    """The server's settings that decide what a commit costs: figures differ a lot without them."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        values = [f"{name} {await connection.fetchval(f'SHOW {name}')}" for name in DURABILITY]
+        return ", ".join(values)
+    finally:
+        await connection.close()
+
+
+async def drop_database(base_url: str, name: str) -> None:
+    admin = await asyncpg.connect(plain_dsn(base_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def run_settings(run: str, database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        kafka_topic_partitions=PARTITIONS,
+        topic_flags=f"bench.{run}.flags",
+        topic_referrals=f"bench.{run}.referrals",
+        topic_decisions=f"bench.{run}.decisions",
+        topic_dlq=f"bench.{run}.dlq",
+        router_group=f"bench-{run}-router",
+        referral_group=f"bench-{run}-referral",
+        router_metrics_port=free_port(),
+        worker_metrics_port=free_port(),
+        log_level="WARNING",
+    )
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The environment of a `csae` process with these settings."""
+    return {
+        **os.environ,
+        "CSAE_DATABASE_URL": settings.database_url,
+        "CSAE_TOPIC_FLAGS": settings.topic_flags,
+        "CSAE_TOPIC_REFERRALS": settings.topic_referrals,
+        "CSAE_TOPIC_DECISIONS": settings.topic_decisions,
+        "CSAE_TOPIC_DLQ": settings.topic_dlq,
+        "CSAE_ROUTER_GROUP": settings.router_group,
+        "CSAE_REFERRAL_GROUP": settings.referral_group,
+        "CSAE_KAFKA_TOPIC_PARTITIONS": str(settings.kafka_topic_partitions),
+        "CSAE_ROUTER_METRICS_PORT": str(settings.router_metrics_port),
+        "CSAE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "CSAE_LOG_LEVEL": settings.log_level,
+    }
+
+
+async def start(settings: Settings, *command: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(str(CSAE), *command, env=environment(settings))
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then wait for the clean shutdown (kill only if it hangs)."""
+    if process.returncode is None:
+        process.send_signal(signals.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+# --- measuring committed offsets ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a consumer group got over a backlog, from `started`."""
+
+    seconds: float
+    first_commit: float | None
+    committed: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.committed / self.seconds
+
+    @property
+    def finished(self) -> bool:
+        return self.committed >= self.total
+
+
+async def end_offsets(probe: AIOKafkaConsumer, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    partitions = [TopicPartition(topic, p) for topic in topics for p in range(PARTITIONS)]
+    ends: dict[TopicPartition, int] = await probe.end_offsets(partitions)
+    return ends
+
+
+async def wait_for_group(
+    admin: AIOKafkaAdminClient,
+    group: str,
+    ends: dict[TopicPartition, int],
+    *,
+    started: float,
+    limit: float,
+    process: asyncio.subprocess.Process | None = None,
+) -> Progress:
+    """Poll the group's committed offsets until they reach `ends` (or `limit` seconds pass)."""
+    total = sum(ends.values())
+    first_commit: float | None = None
+    while True:
+        offsets = await admin.list_consumer_group_offsets(group)
+        now = time.perf_counter()
+        committed = sum(
+            min(max(offsets[tp].offset, 0), end) for tp, end in ends.items() if tp in offsets
+        )
+        if first_commit is None and committed > 0:
+            first_commit = now - started
+        if committed >= total or now - started > limit:
+            return Progress(now - started, first_commit, committed, total)
+        if process is not None and process.returncode is not None:
+            raise RuntimeError(f"{CSAE.name} exited with status {process.returncode}")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def passthrough(settings: Settings, group: str, source: str, target: str) -> None:
+    """Copy `source` to `target` forever: fetch a batch, produce it, commit once acknowledged.
+    Plain aiokafka with the pipeline's client settings, nothing else."""
+    consumer = AIOKafkaConsumer(
+        source,
+        **client_options(settings),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    producer = AIOKafkaProducer(
+        **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(
+                    timeout_ms=500, max_records=settings.batch_max_records
+                )
+                pending = [
+                    await producer.send(target, record.value, key=record.key)
+                    for records in batches.values()
+                    for record in records
+                ]
+                await asyncio.gather(*pending)
+                if batches:
+                    await consumer.commit(
+                        {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                    )
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+# --- the stages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    samples: list[float]
+    sent: int
+
+    def percentile(self, p: int) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        return statistics.quantiles(self.samples, n=100, method="inclusive")[p - 1]
+
+
+async def publish_to_stored(
+    settings: Settings, bench: BenchSettings, run: str, dsn: str
+) -> Latency:
+    """Publish one flag at a time at `bench.rate`, and poll the tasks table for each."""
+    count = max(int(bench.rate * bench.seconds), 1)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    published = asyncio.Event()
+
+    async def poll() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            while not (published.is_set() and len(seen) == len(sent)):
+                pending = [flag_id for flag_id in sent if flag_id not in seen]
+                if pending:
+                    rows = await connection.fetch(
+                        "SELECT flag_id FROM tasks WHERE flag_id = ANY($1)", pending
+                    )
+                    now = time.perf_counter()
+                    for row in rows:
+                        seen.setdefault(str(row["flag_id"]), now)
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            await connection.close()
+
+    poller = asyncio.create_task(poll())
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        acks = []
+        started = time.perf_counter()
+        for i in range(count):
+            delay = started + i / bench.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Subjects of their own (numbered after the backlog's), detected now.
+            key, value = flag_bytes(run, bench.flags + i // FLAGS_PER_SUBJECT, datetime.now(UTC))
+            sent[key.decode()] = time.perf_counter()
+            acks.append(await producer.send(settings.topic_flags, value, key=key))
+        await asyncio.gather(*acks)
+        published.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(poller), timeout=bench.timeout)
+        except TimeoutError:
+            poller.cancel()
+    finally:
+        await producer.stop()
+    return Latency([seen[f] - sent[f] for f in seen], len(sent))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCost:
+    large: float
+    fresh: float
+    fill_seconds: float
+    samples: int
+
+
+async def store_cost(database_url: str, bench: BenchSettings, run: str) -> StoreCost:
+    """Median seconds to apply one new flag to a case of `bench.case_flags` flags vs a new case."""
+    policy, directory = default_policy(), uk_forces()
+
+    def task(account_id: str) -> ReferralTask:
+        now = datetime.now(UTC).isoformat()
+        flag = make_flag(
+            detected_at=now,
+            published_at=now,
+            signals=[signal("coercion", 0.9), signal("grooming", 0.95)],
+            child={"age_band": "13_15", "location": {"country": "GB", "postcode_district": "ME14"}},
+            subject={"account_id": account_id, "ips": ["192.0.2.1"]},
+        )
+        routing = route(
+            flag, policy=policy, directory=directory, home_force_id="kent", now=datetime.now(UTC)
+        )
+        return routing.tasks[0]
+
+    engine = new_engine(database_url)
+    sessions = new_sessionmaker(engine)
+
+    async def apply(tasks: list[ReferralTask]) -> float:
+        started = time.perf_counter()
+        async with sessions() as session, session.begin():
+            await store.apply_tasks(session=session, tasks=tasks, now=datetime.now(UTC))
+        return time.perf_counter() - started
+
+    try:
+        large_case = f"bench-{run}-large-case"
+        fill = 0.0
+        for _ in range(bench.case_flags // FILL_BATCH):
+            fill += await apply([task(large_case) for _ in range(FILL_BATCH)])
+        large: list[float] = []
+        fresh: list[float] = []
+        started = time.perf_counter()
+        for i in range(bench.samples):  # alternated, so drift affects both alike
+            if i >= 3 and time.perf_counter() - started > bench.timeout:
+                break
+            large.append(await apply([task(large_case)]))
+            fresh.append(await apply([task(f"bench-{run}-new-case-{i}")]))
+        return StoreCost(statistics.median(large), statistics.median(fresh), fill, len(large))
+    finally:
+        await engine.dispose()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    flags: int
+    flag_bytes: int
+    raw: Progress
+    router: Progress
+    worker: Progress
+    decisions: int
+    latency: Latency
+    durability: str
+
+
+async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic: str) -> Results:
+    flags = backlog(run, bench.flags)
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        acks = [await producer.send(settings.topic_flags, v, key=k) for k, v in flags]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+    print(f"pipeline: published {len(flags)} flags", file=sys.stderr)
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    probe = AIOKafkaConsumer(**client_options(settings))
+    await admin.start()
+    await probe.start()
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        flag_ends = await end_offsets(probe, [settings.topic_flags])
+
+        raw_group = f"{settings.router_group}-raw"
+        started = time.perf_counter()
+        copying = asyncio.create_task(
+            passthrough(settings, raw_group, settings.topic_flags, raw_topic)
+        )
+        raw = await wait_for_group(
+            admin, raw_group, flag_ends, started=started, limit=bench.timeout
+        )
+        copying.cancel()
+        await asyncio.gather(copying, return_exceptions=True)
+        print(f"pipeline: raw passthrough {raw.rate:.0f} flags/s", file=sys.stderr)
+
+        started = time.perf_counter()
+        processes.append(await start(settings, "router"))
+        router = await wait_for_group(
+            admin,
+            settings.router_group,
+            flag_ends,
+            started=started,
+            limit=bench.timeout,
+            process=processes[-1],
+        )
+        print(f"pipeline: router {router.rate:.0f} flags/s", file=sys.stderr)
+
+        outputs = await end_offsets(probe, [settings.topic_referrals, settings.topic_decisions])
+        tasks = sum(n for tp, n in outputs.items() if tp.topic == settings.topic_referrals)
+        started = time.perf_counter()
+        processes.append(await start(settings, "referral", "worker"))
+        worker = await wait_for_group(
+            admin,
+            settings.referral_group,
+            outputs,
+            started=started,
+            limit=bench.timeout,
+            process=processes[-1],
+        )
+        # Tasks per second: the worker's time over both topics, for the tasks alone.
+        worker = Progress(
+            worker.seconds, worker.first_commit, worker.committed * tasks // worker.total, tasks
+        )
+        print(f"pipeline: worker {worker.rate:.0f} tasks/s", file=sys.stderr)
+
+        latency = await publish_to_stored(settings, bench, run, plain_dsn(settings.database_url))
+    finally:
+        for process in reversed(processes):
+            await stop(process)
+        await probe.stop()
+        await admin.close()
+    return Results(
+        len(flags),
+        round(statistics.mean(len(v) for _, v in flags)),
+        raw,
+        router,
+        worker,
+        sum(outputs.values()) - tasks,
+        latency,
+        await durability(plain_dsn(settings.database_url)),
+    )
+
+
+def report(r: Results, bench: BenchSettings) -> None:
+    """Throughput (also as a ratio to the raw passthrough) and latency, as a table."""
+    print(
+        f"\npipeline, real broker and database: {r.flags} flags of ~{r.flag_bytes} bytes "
+        f"({FLAGS_PER_SUBJECT} per subject), {PARTITIONS} partitions, one process per stage"
+    )
+    print(f"  {'stage':<26}{'throughput':>17}{'vs raw':>8}{'time':>10}{'1st commit':>12}")
+    for name, unit, p in (
+        ("raw aiokafka passthrough", "flags/s", r.raw),
+        ("csae router", "flags/s", r.router),
+        ("csae referral worker", "tasks/s", r.worker),
+    ):
+        first = "-" if p.first_commit is None else f"{p.first_commit:.2f} s"
+        line = f"  {name:<26}{p.rate:>9.0f} {unit}{p.rate / r.raw.rate:>7.2f}x"
+        line += f"{p.seconds:>8.2f} s{first:>12}"
+        if not p.finished:
+            line += f"  UNFINISHED: {p.committed} of {p.total} in {bench.timeout:.0f} s"
+        print(line)
+    print(f"  (the worker stored {r.worker.total} referral tasks and {r.decisions} decisions)")
+    print(f"  (PostgreSQL server: {r.durability})")
+
+    lat = r.latency
+    p50, p99 = lat.percentile(50), lat.percentile(99)
+    print(
+        f"publish→stored at {bench.rate:.0f} flags/s for {bench.seconds:.0f} s, router and "
+        f"worker running: {len(lat.samples)} of {lat.sent} flags stored"
+    )
+    if p50 is not None and p99 is not None:
+        print(f"  {'latency p50':<26}{p50 * 1000:>12.1f} ms")
+        print(f"  {'latency p99':<26}{p99 * 1000:>12.1f} ms")
+
+
+def report_store(c: StoreCost, bench: BenchSettings) -> None:
+    print(
+        f"store, in-process: one new flag, median of {c.samples} (the large case was filled "
+        f"at {bench.case_flags / c.fill_seconds:.0f} flags/s in batches of {FILL_BATCH})"
+    )
+    print(f"  {f'on a case of {bench.case_flags} flags':<26}{c.large * 1000:>12.2f} ms")
+    print(f"  {'on a new case':<26}{c.fresh * 1000:>12.2f} ms")
+    print(f"  {'ratio large / new':<26}{c.large / c.fresh:>12.2f}x")
+
+
+async def main() -> None:
+    """Run the pipeline benchmark on the broker and database of `Settings()`, then clean up."""
+    bench = BenchSettings()
+    run = uuid4().hex[:10]
+    base = Settings()
+    name = f"csae_bench_{run}"
+    database_url = await create_database(base.database_url, name)
+    try:
+        settings = run_settings(run, database_url)
+        raw_topic = f"bench.{run}.raw"
+        topics = [*all_topics(settings), raw_topic]
+        # The raw passthrough's output topic, made like the others (those exist by then).
+        await ensure_topics(settings)
+        await ensure_topics(settings.model_copy(update={"topic_flags": raw_topic}))
+        try:
+            results = await measure(settings, bench, run, raw_topic)
+        finally:
+            admin = AIOKafkaAdminClient(**client_options(settings))
+            await admin.start()
+            try:
+                await admin.delete_topics(topics)
+            finally:
+                await admin.close()
+        report(results, bench)
+        print("pipeline: store cost, in-process", file=sys.stderr)
+        report_store(await store_cost(database_url, bench, run), bench)
+    finally:
+        await drop_database(base.database_url, name)
