@@ -8,7 +8,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Strin
 from schemas.media import embedded_media
 
 
-def _no_media(value: str) -> str:
+def no_media(value: str) -> str:
+    """Refuse a string that looks like embedded media: contracts carry metadata only."""
     reason = embedded_media(value)
     if reason is not None:
         raise ValueError(f"looks like embedded media ({reason}); contracts carry metadata only")
@@ -25,18 +26,18 @@ def _bounded(max_length: int, pattern: str | None = None) -> object:
 
 
 Identifier = Annotated[
-    str, _bounded(128, r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]*$"), AfterValidator(_no_media)
+    str, _bounded(128, r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]*$"), AfterValidator(no_media)
 ]
 """An opaque identifier issued by a platform or a classifier (account ids, content ids)."""
 
 Label = Annotated[str, _bounded(64, r"^[a-z0-9][a-z0-9_.:-]*$")]
 """A machine label such as a classifier class or a hash-list name."""
 
-ShortText = Annotated[str, _bounded(256, f"^{PRINTABLE}+$"), AfterValidator(_no_media)]
+ShortText = Annotated[str, _bounded(256, f"^{PRINTABLE}+$"), AfterValidator(no_media)]
 """A short human-readable value (a username, a service name); never free text about content."""
 
 Url = Annotated[
-    str, _bounded(2048, r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$"), AfterValidator(_no_media)
+    str, _bounded(2048, r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$"), AfterValidator(no_media)
 ]
 
 

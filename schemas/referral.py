@@ -4,9 +4,9 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 from uuid import UUID, uuid5
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from schemas.base import PRINTABLE, Contract, CountryCode, Label, Timestamp
+from schemas.base import PRINTABLE, Contract, CountryCode, Label, Timestamp, no_media
 from schemas.flag import ModerationFlag
 
 TASK_NAMESPACE = UUID("6f1c2f64-3a5e-4c4b-9d7e-2b1f0c8a9e51")
@@ -50,9 +50,13 @@ class FiredRule(Contract):
     outcome: Literal["refer", "review"]
     priority: Priority
     criteria: list[Criterion] = Field(max_length=4)
-    matched: list[Annotated[str, StringConstraints(max_length=128, pattern=f"^{PRINTABLE}*$")]] = (
-        Field(max_length=16)
-    )
+    matched: list[
+        Annotated[
+            str,
+            StringConstraints(max_length=128, pattern=f"^{PRINTABLE}*$"),
+            AfterValidator(no_media),
+        ]
+    ] = Field(max_length=16)
     """The conditions that held, in words (e.g. `signal[0].category == iioc`)."""
 
 
@@ -121,7 +125,11 @@ class ReferralTask(Contract):
 
     schema_version: Literal[1] = 1
     task_id: UUID
-    case_key: str = Field(min_length=1, max_length=400, pattern=f"^{PRINTABLE}+$")
+    case_key: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=400, pattern=f"^{PRINTABLE}+$"),
+        AfterValidator(no_media),
+    ]
     """Subject × destination: flags with one case key gather in one open case."""
     flag_id: UUID
     destination: Destination

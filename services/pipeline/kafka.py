@@ -28,11 +28,15 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     CommitFailedError,
+    GroupAuthorizationFailedError,
     IllegalStateError,
     KafkaError,
     KafkaTimeoutError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 
 from services.pipeline.metrics import Metrics
@@ -173,9 +177,17 @@ def broker_unavailable(error: BaseException) -> bool:
 
     A Kafka error the client marks not retriable (a message too large, say) is the message's.
     """
-    if isinstance(error, OSError | TimeoutError | KafkaTimeoutError):
-        return True
+    if isinstance(error, (OSError, TimeoutError, KafkaTimeoutError, *_REFUSED_ACCESS)):
+        return True  # an access refused is the cluster's configuration, never a message's
     return isinstance(error, KafkaError) and bool(error.retriable)
+
+
+_REFUSED_ACCESS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -212,6 +224,20 @@ class _Partition:
         self._settings = settings
         self._metrics = metrics
         self._stop = stop
+
+    async def at_once(self, records: Sequence[Record]) -> bool:
+        """One try of every record together; False on any error (transient ones counted)."""
+        try:
+            await self._handler(records)
+            return True
+        except Exception as exc:  # isolated next, partition by partition
+            if self._handler.is_transient(exc):
+                self._metrics.batch_failures.labels(self._group).inc()
+            log.warning(
+                "batch failed; processing its partitions one by one",
+                extra={"group": self._group, "error": type(exc).__name__, "records": len(records)},
+            )
+            return False
 
     async def process(self, records: Sequence[Record]) -> bool:
         """True once every record is stored or parked; False when a transient fault outlasted
@@ -313,6 +339,13 @@ async def consume_in_batches(
     partition's offsets once its records are stored (or parked). A partition whose records hit
     a transient fault for too long is handed back (fetched again) without holding the others."""
     partition = _Partition(handler, group=group, settings=settings, metrics=metrics, stop=stop)
+    # Below the database pool's size, so partitions processed at once never wait for connections.
+    at_once = asyncio.Semaphore(settings.partitions_at_once)
+
+    async def alone(records: Sequence[Record]) -> bool:
+        async with at_once:
+            return await partition.process(records)
+
     while not stop.is_set():
         batches: dict[TopicPartition, list[Record]] = await consumer.getmany(
             timeout_ms=500, max_records=settings.batch_max_records
@@ -320,7 +353,12 @@ async def consume_in_batches(
         if not batches:
             continue
         generation = ownership.generation if ownership else 0
-        done = await asyncio.gather(*(partition.process(records) for records in batches.values()))
+        # Every partition's records in one go (one transaction, one durable commit) when all is
+        # well; else each partition on its own, so a failing one does not hold the others.
+        if await partition.at_once([r for records in batches.values() for r in records]):
+            done = [True] * len(batches)
+        else:
+            done = await asyncio.gather(*(alone(records) for records in batches.values()))
         offsets: dict[TopicPartition, int] = {}
         for (tp, records), stored in zip(batches.items(), done, strict=True):
             if stored:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1)
     batch_retry_seconds: float = Field(default=60.0, gt=0)
     """How long a failing batch is retried before it is handed back to Kafka and fetched again."""
+    partitions_at_once: int = Field(default=4, ge=1)
+    """After a failed batch, how many partitions are retried at once, each in its own
+    transaction (kept below the database pool's size)."""
     poison_tries: int = Field(default=3, ge=1)
     """How many times a message whose data cannot be stored is tried before it is parked."""
     lag_interval_seconds: float = Field(default=10.0, gt=0)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,8 +25,8 @@ same message fails the same way every time. Every other database error is the da
 
 def transient_database_error(error: BaseException) -> bool:
     """True for a database fault that is no message's: retry and block, never dead-letter."""
-    if isinstance(error, ConcurrentChange):
-        return True
+    if isinstance(error, ConcurrentChange | DisconnectionError | PoolTimeout):
+        return True  # no connection free or left: the database is slow or gone
     if not isinstance(error, DBAPIError):
         return False
     if error.connection_invalidated:

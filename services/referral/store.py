@@ -89,7 +89,7 @@ async def record_decisions(*, session: AsyncSession, decisions: Sequence[Decisio
         }
         for d in sorted({d.flag_id: d for d in decisions}.values(), key=lambda d: d.flag_id)
     ]
-    await session.execute(insert(DecisionRecord).values(rows).on_conflict_do_nothing())
+    await session.execute(insert(DecisionRecord).on_conflict_do_nothing(), rows)
 
 
 def _state(row: Any) -> CaseState:
@@ -189,23 +189,18 @@ def _criteria(tasks: Sequence[ReferralTask]) -> list[str]:
 async def _store_flags(session: AsyncSession, tasks: Sequence[ReferralTask], now: datetime) -> None:
     """Each flag's body once (several destinations' tasks share it), in id order."""
     flags = sorted({t.flag_id: t.flag for t in tasks}.values(), key=lambda f: f.flag_id)
-    await session.execute(
-        insert(Flag)
-        .values(
-            [
-                {
-                    "flag_id": f.flag_id,
-                    "org_id": f.platform.org_id,
-                    "source_kind": f.source.kind.value,
-                    "detected_at": f.detected_at,
-                    "received_at": now,
-                    "body": f.model_dump(mode="json"),
-                }
-                for f in flags
-            ]
-        )
-        .on_conflict_do_nothing()
-    )
+    rows = [
+        {
+            "flag_id": f.flag_id,
+            "org_id": f.platform.org_id,
+            "source_kind": f.source.kind.value,
+            "detected_at": f.detected_at,
+            "received_at": now,
+            "body": f.model_dump(mode="json"),
+        }
+        for f in flags
+    ]
+    await session.execute(insert(Flag).on_conflict_do_nothing(), rows)
 
 
 async def _open_cases(
@@ -248,14 +243,14 @@ async def _open_cases(
         (
             await session.scalars(
                 insert(Case)
-                .values(rows)
                 .on_conflict_do_nothing(
                     # Literal, as the index's own predicate is: with bound statuses, a prepared
                     # statement's generic plan no longer matches the partial index.
                     index_elements=[Case.case_key],
                     index_where=text(OPEN_CASE_PREDICATE),
                 )
-                .returning(Case.case_key)
+                .returning(Case.case_key),
+                rows,
             )
         ).all()
     )
@@ -284,10 +279,10 @@ async def _store_tasks(
         for case_id, version, tasks in attached
         for t in tasks
     ]
+    if not rows:
+        return
     stored = (
-        await session.scalars(
-            insert(Task).values(rows).on_conflict_do_nothing().returning(Task.task_id)
-        )
+        await session.scalars(insert(Task).on_conflict_do_nothing().returning(Task.task_id), rows)
     ).all()
     if len(stored) != len(rows):
         raise ConcurrentChange("a task was stored by another transaction meanwhile")
@@ -312,7 +307,7 @@ async def _log_moves(
         if m.note is not None
     ]
     if rows:
-        await session.execute(insert(CaseTransition).values(rows))
+        await session.execute(insert(CaseTransition), rows)
 
 
 def _log(
@@ -386,6 +381,12 @@ async def transition_case(
         )
     state = _state(case)
     previous, ready_since = state.status, state.ready_at
+    if to is CaseStatus.SUBMITTED and packet_version is not None:
+        # The version sent is kept as it was read (or would have been): built before the move,
+        # so a supplement still names the version sent before it.
+        await _materialise(
+            session=session, case=case, version=packet_version, config=packets, now=now
+        )
     moved = cases.move(
         state,
         to,
@@ -405,10 +406,6 @@ async def transition_case(
         external_reference=external_reference,
     )
     breaches = moved.breaches
-    if to is CaseStatus.SUBMITTED and packet_version is not None:
-        await _materialise(
-            session=session, case=case, version=packet_version, config=packets, now=now
-        )
     if cases.needs_supplement(state):
         unsent = (
             await session.execute(

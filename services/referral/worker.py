@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.referral import Decision, ReferralTask
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode, unprocessable
+from services.pipeline.decode import Refusal, decode_internal, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -79,7 +79,7 @@ class TaskRecorder:
             model: type[ReferralTask] | type[Decision] = (
                 ReferralTask if record.topic == s.topic_referrals else Decision
             )
-            result = decode(record.value, model, max_bytes=cap)
+            result = decode_internal(record.value, model, max_bytes=cap)
             if isinstance(result, Refusal):
                 letter = dead_letter(record, result, group=s.referral_group, now=now)
                 letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))
@@ -96,11 +96,9 @@ class TaskRecorder:
             applied = await store.apply_tasks(
                 session=session, tasks=tasks, deadlines=s.sla_deadlines, now=now
             )
-        if letters:
-            await produce_all(self._producer, letters)
+        # Counted as soon as stored: a retry after a failed send below finds these tasks
+        # stored, and their breaches marked, so it would never count them.
         m = self._metrics
-        for topic, reason in refused:
-            m.dlq_messages.labels(topic, reason).inc()
         for item in applied:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
             for priority, stage in item.breaches:
@@ -109,6 +107,10 @@ class TaskRecorder:
                 m.stage_seconds.labels("routed_to_ready", item.task.priority.value).observe(
                     max((now - item.task.routed_at).total_seconds(), 0.0)
                 )
+        if letters:
+            await produce_all(self._producer, letters)
+        for topic, reason in refused:
+            m.dlq_messages.labels(topic, reason).inc()
         if applied:
             log.info("tasks applied", extra={"tasks": len(applied), "decisions": len(decisions)})
 

@@ -8,8 +8,10 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.pipeline.kafka import broker_unavailable
 from services.referral.database import transient_database_error
@@ -24,6 +26,7 @@ from services.referral.exceptions import ConcurrentChange
         (NotLeaderForPartitionError(), True),
         (ConnectionRefusedError(), True),
         (TimeoutError(), True),
+        (TopicAuthorizationFailedError(), True),
         (MessageSizeTooLargeError(), False),
         (ValueError("a bug of ours about one message"), False),
     ],
@@ -68,7 +71,8 @@ def test_only_data_and_constraint_errors_are_a_messages_own(sqlstate: str, trans
     assert transient_database_error(_database_error(sqlstate)) is transient
 
 
-def test_a_lost_connection_or_a_concurrent_change_is_transient() -> None:
+def test_a_lost_connection_a_full_pool_or_a_concurrent_change_is_transient() -> None:
+    assert transient_database_error(PoolTimeout("QueuePool limit reached"))
     assert transient_database_error(_database_error(None, invalidated=True))
     assert transient_database_error(_database_error(None))
     assert transient_database_error(ConcurrentChange("another worker was first"))

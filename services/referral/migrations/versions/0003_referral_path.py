@@ -63,3 +63,8 @@ def downgrade() -> None:
     op.create_index("ix_cases_due_at", "cases", ["due_at"])
     op.drop_index("ix_tasks_case_id_attached_version", table_name="tasks")
     op.drop_column("cases", "flag_count")
+    # Revision 0002's code reads the flag from the task.
+    op.execute(
+        "UPDATE tasks SET body = tasks.body || jsonb_build_object('flag', flags.body) "
+        "FROM flags WHERE tasks.flag_id = flags.flag_id AND NOT tasks.body ? 'flag'"
+    )
