@@ -325,6 +325,27 @@ async def _commit_owned(
         )
 
 
+async def _fetch(consumer: AIOKafkaConsumer, most: int) -> dict[TopicPartition, list[Record]]:
+    """Wait up to 500 ms for records, then take what else is already fetched, up to `most`: a
+    backlog is stored in few large transactions rather than many small ones."""
+    batches: dict[TopicPartition, list[Record]] = await consumer.getmany(
+        timeout_ms=500, max_records=most
+    )
+    count = sum(len(records) for records in batches.values())
+    for _ in range(16):
+        if not batches or count >= most:
+            break
+        more: dict[TopicPartition, list[Record]] = await consumer.getmany(
+            timeout_ms=0, max_records=most - count
+        )
+        if not more:
+            break
+        for tp, records in more.items():
+            batches.setdefault(tp, []).extend(records)
+            count += len(records)
+    return batches
+
+
 async def consume_in_batches(
     consumer: AIOKafkaConsumer,
     handler: BatchHandler,
@@ -347,9 +368,7 @@ async def consume_in_batches(
             return await partition.process(records)
 
     while not stop.is_set():
-        batches: dict[TopicPartition, list[Record]] = await consumer.getmany(
-            timeout_ms=500, max_records=settings.batch_max_records
-        )
+        batches = await _fetch(consumer, settings.batch_max_records)
         if not batches:
             continue
         generation = ownership.generation if ownership else 0

@@ -1,5 +1,6 @@
 """The PostgreSQL edge: engine, sessions and migrations."""
 
+import json
 from pathlib import Path
 
 from alembic import command
@@ -40,9 +41,22 @@ def transient_database_error(error: BaseException) -> bool:
     return str(state)[:2] not in DATA_ERRORS
 
 
+class JsonText(str):
+    """A JSON document already serialised (by pydantic, from a validated model): stored in a
+    JSONB column as it is, without building a dict and serialising it again."""
+
+    __slots__ = ()
+
+
+def _to_json(value: object) -> str:
+    return value if isinstance(value, JsonText) else json.dumps(value)
+
+
 def new_engine(url: str) -> AsyncEngine:
     # hide_parameters: SQL errors must not carry identifiers into logs.
-    return create_async_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=5)
+    return create_async_engine(
+        url, hide_parameters=True, pool_pre_ping=True, pool_size=5, json_serializer=_to_json
+    )
 
 
 def new_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -7,12 +7,12 @@ that the open-case-key index makes unique. The case rules themselves are `cases`
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,11 +22,13 @@ from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
 from services.referral import cases
 from services.referral.cases import Breach, CaseState
+from services.referral.database import JsonText
 from services.referral.enums import OPEN_STATUSES, CaseStatus
 from services.referral.exceptions import ConcurrentChange, Conflict, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR
 from services.referral.models import (
     OPEN_CASE_PREDICATE,
+    Base,
     Case,
     CaseTransition,
     DecisionRecord,
@@ -85,11 +87,21 @@ async def record_decisions(*, session: AsyncSession, decisions: Sequence[Decisio
             "immediate_danger": d.immediate_danger,
             "policy_version": d.policy_version,
             "decided_at": d.decided_at,
-            "body": d.model_dump(mode="json"),
+            "body": JsonText(d.model_dump_json()),
         }
         for d in sorted({d.flag_id: d for d in decisions}.values(), key=lambda d: d.flag_id)
     ]
-    await session.execute(insert(DecisionRecord).on_conflict_do_nothing(), rows)
+    await session.execute(insert(_table(DecisionRecord)).on_conflict_do_nothing(), rows)
+
+
+def _table(model: type[Base]) -> Table:
+    """A model's table, for Core inserts of many rows (no ORM bookkeeping per row)."""
+    return cast(Table, model.__table__)
+
+
+def _columns(state: CaseState) -> dict[str, Any]:
+    """The state as column values (shallow: `dataclasses.asdict` deep-copies, at a cost)."""
+    return {name: getattr(state, name) for name in cases.STATE_FIELDS}
 
 
 def _state(row: Any) -> CaseState:
@@ -162,7 +174,7 @@ async def apply_tasks(
         if joined:
             await session.execute(
                 update(Case),
-                [{"case_id": case_id, **asdict(state)} for case_id, state in joined.values()],
+                [{"case_id": case_id, **_columns(state)} for case_id, state in joined.values()],
             )
         everything = {**{k: (c, s, moves[k]) for k, (c, s) in joined.items()}, **opened}
         await _log_moves(session, everything, now)
@@ -196,11 +208,11 @@ async def _store_flags(session: AsyncSession, tasks: Sequence[ReferralTask], now
             "source_kind": f.source.kind.value,
             "detected_at": f.detected_at,
             "received_at": now,
-            "body": f.model_dump(mode="json"),
+            "body": JsonText(f.model_dump_json()),
         }
         for f in flags
     ]
-    await session.execute(insert(Flag).on_conflict_do_nothing(), rows)
+    await session.execute(insert(_table(Flag)).on_conflict_do_nothing(), rows)
 
 
 async def _open_cases(
@@ -236,13 +248,13 @@ async def _open_cases(
                 "org_id": first.flag.platform.org_id,
                 "subject_account_id": first.flag.subject.account_id,
                 "created_at": now,
-                **asdict(state),
+                **_columns(state),
             }
         )
     inserted = set(
         (
             await session.scalars(
-                insert(Case)
+                insert(_table(Case))
                 .on_conflict_do_nothing(
                     # Literal, as the index's own predicate is: with bound statuses, a prepared
                     # statement's generic plan no longer matches the partial index.
@@ -274,7 +286,7 @@ async def _store_tasks(
             "routed_at": t.routed_at,
             "received_at": now,
             "attached_version": version,
-            "body": t.model_dump(mode="json", exclude={"flag"}),
+            "body": JsonText(t.model_dump_json(exclude={"flag"})),
         }
         for case_id, version, tasks in attached
         for t in tasks
@@ -282,7 +294,9 @@ async def _store_tasks(
     if not rows:
         return
     stored = (
-        await session.scalars(insert(Task).on_conflict_do_nothing().returning(Task.task_id), rows)
+        await session.scalars(
+            insert(_table(Task)).on_conflict_do_nothing().returning(Task.task_id), rows
+        )
     ).all()
     if len(stored) != len(rows):
         raise ConcurrentChange("a task was stored by another transaction meanwhile")
@@ -307,7 +321,7 @@ async def _log_moves(
         if m.note is not None
     ]
     if rows:
-        await session.execute(insert(CaseTransition), rows)
+        await session.execute(insert(_table(CaseTransition)), rows)
 
 
 def _log(
