@@ -215,10 +215,19 @@ class Progress:
     first_commit: float | None
     committed: int
     total: int
+    at_first_commit: int = 0
+    """How many were committed by the first commit (a process's start is before it)."""
 
     @property
     def rate(self) -> float:
         return self.committed / self.seconds
+
+    @property
+    def running_rate(self) -> float | None:
+        """The rate once the process runs: from its first commit to its last."""
+        if self.first_commit is None or self.seconds <= self.first_commit:
+            return None
+        return (self.committed - self.at_first_commit) / (self.seconds - self.first_commit)
 
     @property
     def finished(self) -> bool:
@@ -243,6 +252,7 @@ async def wait_for_group(
     """Poll the group's committed offsets until they reach `ends` (or `limit` seconds pass)."""
     total = sum(ends.values())
     first_commit: float | None = None
+    at_first = 0
     while True:
         offsets = await admin.list_consumer_group_offsets(group)
         now = time.perf_counter()
@@ -250,9 +260,9 @@ async def wait_for_group(
             min(max(offsets[tp].offset, 0), end) for tp, end in ends.items() if tp in offsets
         )
         if first_commit is None and committed > 0:
-            first_commit = now - started
+            first_commit, at_first = now - started, committed
         if committed >= total or now - started > limit:
-            return Progress(now - started, first_commit, committed, total)
+            return Progress(now - started, first_commit, committed, total, at_first)
         if process is not None and process.returncode is not None:
             raise RuntimeError(f"{CSAE.name} exited with status {process.returncode}")
         await asyncio.sleep(POLL_SECONDS)
@@ -485,7 +495,11 @@ async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic:
         )
         # Tasks per second: the worker's time over both topics, for the tasks alone.
         worker = Progress(
-            worker.seconds, worker.first_commit, worker.committed * tasks // worker.total, tasks
+            worker.seconds,
+            worker.first_commit,
+            worker.committed * tasks // worker.total,
+            tasks,
+            worker.at_first_commit * tasks // worker.total,
         )
         print(f"pipeline: worker {worker.rate:.0f} tasks/s", file=sys.stderr)
 
@@ -513,7 +527,10 @@ def report(r: Results, bench: BenchSettings) -> None:
         f"\npipeline, real broker and database: {r.flags} flags of ~{r.flag_bytes} bytes "
         f"({FLAGS_PER_SUBJECT} per subject), {PARTITIONS} partitions, one process per stage"
     )
-    print(f"  {'stage':<26}{'throughput':>17}{'vs raw':>8}{'time':>10}{'1st commit':>12}")
+    print(
+        f"  {'stage':<26}{'throughput':>17}{'vs raw':>8}{'time':>10}{'1st commit':>12}"
+        f"{'after 1st commit':>20}"
+    )
     for name, unit, p in (
         ("raw aiokafka passthrough", "flags/s", r.raw),
         ("csae router", "flags/s", r.router),
@@ -522,6 +539,8 @@ def report(r: Results, bench: BenchSettings) -> None:
         first = "-" if p.first_commit is None else f"{p.first_commit:.2f} s"
         line = f"  {name:<26}{p.rate:>9.0f} {unit}{p.rate / r.raw.rate:>7.2f}x"
         line += f"{p.seconds:>8.2f} s{first:>12}"
+        running = p.running_rate
+        line += f"{'-' if running is None else f'{running:.0f} {unit}':>20}"
         if not p.finished:
             line += f"  UNFINISHED: {p.committed} of {p.total} in {bench.timeout:.0f} s"
         print(line)

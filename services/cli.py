@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,18 @@ from services.pipeline import logs
 from services.pipeline.settings import Settings
 
 
+def _for_throughput() -> None:
+    """A consumer makes many short-lived objects per batch and few reference cycles: keep what
+    its start made out of every collection, and collect the youngest objects less often (about
+    a fifth more messages per second in `make bench`; memory grows by little)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def _router(settings: Settings, args: argparse.Namespace) -> int:
     from services.router.service import run
 
+    _for_throughput()
     asyncio.run(run(settings))
     return 0
 
@@ -22,6 +32,7 @@ def _router(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from services.referral.worker import run
 
+    _for_throughput()
     asyncio.run(run(settings))
     return 0
 
