@@ -22,10 +22,13 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python python3.11
+	$(UV) sync --frozen --python python3.11 --compile-bytecode
 	touch $@
 
 install: $(VENV)/.synced ## Install the locked Python dependencies into .venv
+	@# Bytecode of our own modules too (dependencies get theirs at sync): every process starts
+	@# faster, even where PYTHONDONTWRITEBYTECODE keeps Python from caching it by itself.
+	@$(BIN)/python -m compileall -q schemas services
 
 up: install ## Start local Kafka and PostgreSQL (idempotent) and migrate the database
 	deploy/local/kafka.sh start
