@@ -150,6 +150,14 @@ def decode_internal(raw: bytes | None, model: type[M], *, max_bytes: int) -> M |
         return decode(raw, model, max_bytes=max_bytes)
 
 
+def flag_id_in(raw: bytes | None) -> UUID | None:
+    """The flag id of a message that was valid but could not be processed, when readable."""
+    try:
+        return _readable_flag_id(json.loads(raw or b""))
+    except (ValueError, RecursionError):
+        return None
+
+
 def unprocessable(raw: bytes | None, flag_id: UUID | None, error: str) -> Refusal:
     """A refusal for a valid message that processing failed on; names only the error type."""
     raw = raw or b""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.referral import Decision, ReferralTask
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode_internal, unprocessable
+from services.pipeline.decode import Refusal, decode_internal, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -121,7 +121,7 @@ class TaskRecorder:
         """Keep the message for a person (parked table) and say why on the dead-letter topic."""
         s = self._settings
         now = self._clock()
-        refusal = unprocessable(record.value, None, type(error).__name__)
+        refusal = unprocessable(record.value, flag_id_in(record.value), type(error).__name__)
         letter = dead_letter(record, refusal, group=s.referral_group, now=now)
         async with self._sessions() as session, session.begin():
             await store.enable_durable_commit(session)

@@ -12,7 +12,7 @@ from schemas.flag import ModerationFlag
 from schemas.referral import Decision
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode, unprocessable
+from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -117,7 +117,7 @@ class FlagRouter:
 
     async def park(self, record: Record, error: BaseException, tries: int) -> None:
         """A flag the router failed on again and again: said so on the dead-letter topic."""
-        refusal = unprocessable(record.value, None, type(error).__name__)
+        refusal = unprocessable(record.value, flag_id_in(record.value), type(error).__name__)
         letter = dead_letter(record, refusal, group=self._settings.router_group, now=self._clock())
         await produce_all(
             self._producer, [(self._settings.topic_dlq, None, letter.model_dump_json().encode())]

@@ -131,6 +131,7 @@ async def test_a_poison_task_is_parked_and_the_p0_tasks_behind_it_are_stored(
         (parked,) = (await session.scalars(select(ParkedMessage))).all()
     assert (parked.topic, parked.partition, parked.offset) == (own_settings.topic_referrals, 0, 5)
     assert (parked.error_type, parked.tries) == ("IntegrityError", own_settings.poison_tries)
+    assert parked.flag_id == poison.flag_id, "the person looking at it can find the flag"
     (letter,) = [
         RejectedMessage.model_validate_json(r.value)
         for r in await read_topic(own_settings, own_settings.topic_dlq, 1)
