@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from schemas.base import (
     Contract,
@@ -18,6 +18,7 @@ from schemas.base import (
     ShortText,
     Timestamp,
     Url,
+    no_media,
 )
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -63,7 +64,9 @@ class Source(Contract):
 
     system: Label
     version: Annotated[
-        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")
+        str,
+        StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$"),
+        AfterValidator(no_media),
     ]
     kind: SourceKind
 
@@ -104,7 +107,9 @@ class ContentHashes(Contract):
     pdq: Annotated[HexDigest, StringConstraints(min_length=64, max_length=64)] | None = None
     photodna: (
         Annotated[
-            str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9+/=,]+$")
+            str,
+            StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9+/=,]+$"),
+            AfterValidator(no_media),
         ]
         | None
     ) = None

@@ -339,3 +339,23 @@ def test_a_task_case_key_with_a_control_character_is_refused() -> None:
     document["case_key"] = "police:kent:acct\x00"
     with pytest.raises(ValidationError, match="case_key"):
         ReferralTask.model_validate(document)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("content", 0, "hashes", "photodna"), "AAAA" + "/9j/4AAQSkZJRgABAQ" * 4),
+        (("source", "version"), "1.iVBORw0KGgoAAAANSUhEUg"),
+    ],
+)
+def test_base64_media_in_a_hash_or_version_field_is_refused(
+    path: tuple[str | int, ...], value: str
+) -> None:
+    """Fields whose pattern admits base64 are checked for media too: the worker validates tasks
+    by their contract alone, so the contract must refuse media wherever it could hide."""
+    document = flag_document(
+        content=[{"content_id": "c-1", "media_type": "image", "hashes": {"photodna": "QUJD"}}]
+    )
+    bad = _with(document, path, value)
+    with pytest.raises(ValidationError, match="embedded media"):
+        ModerationFlag.model_validate(bad)
