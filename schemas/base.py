@@ -5,15 +5,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
-from schemas.media import embedded_media
-
-
-def no_media(value: str) -> str:
-    """Refuse a string that looks like embedded media: contracts carry metadata only."""
-    reason = embedded_media(value)
-    if reason is not None:
-        raise ValueError(f"looks like embedded media ({reason}); contracts carry metadata only")
-    return value
+# Embedded media is refused where messages enter, by the decoder, in one pass over the whole
+# text (keys included, every encoding: `schemas.media`), not by a validator per field.
 
 
 PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
@@ -25,20 +18,16 @@ def _bounded(max_length: int, pattern: str | None = None) -> object:
     return StringConstraints(min_length=1, max_length=max_length, pattern=pattern)
 
 
-Identifier = Annotated[
-    str, _bounded(128, r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]*$"), AfterValidator(no_media)
-]
+Identifier = Annotated[str, _bounded(128, r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]*$")]
 """An opaque identifier issued by a platform or a classifier (account ids, content ids)."""
 
 Label = Annotated[str, _bounded(64, r"^[a-z0-9][a-z0-9_.:-]*$")]
 """A machine label such as a classifier class or a hash-list name."""
 
-ShortText = Annotated[str, _bounded(256, f"^{PRINTABLE}+$"), AfterValidator(no_media)]
+ShortText = Annotated[str, _bounded(256, f"^{PRINTABLE}+$")]
 """A short human-readable value (a username, a service name); never free text about content."""
 
-Url = Annotated[
-    str, _bounded(2048, r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$"), AfterValidator(no_media)
-]
+Url = Annotated[str, _bounded(2048, r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$")]
 
 
 def _iso_country(value: str) -> str:

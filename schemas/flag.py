@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from schemas.base import (
     Contract,
@@ -18,8 +18,12 @@ from schemas.base import (
     ShortText,
     Timestamp,
     Url,
-    no_media,
 )
+
+FREE_TEXT_CAP = 16 * 1024
+"""The most characters a flag may carry in the strings its sender chooses freely (identifiers,
+the username, URLs, PhotoDNA hashes): enough for 64 content items with ordinary URLs, and a
+bound on what any encoding the media check does not know could smuggle."""
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far a source's detection clock may run ahead of its publishing clock."""
@@ -66,7 +70,6 @@ class Source(Contract):
     version: Annotated[
         str,
         StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$"),
-        AfterValidator(no_media),
     ]
     kind: SourceKind
 
@@ -109,7 +112,6 @@ class ContentHashes(Contract):
         Annotated[
             str,
             StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9+/=,]+$"),
-            AfterValidator(no_media),
         ]
         | None
     ) = None
@@ -174,4 +176,16 @@ class ModerationFlag(Contract):
     def _detected_before_published(self) -> Self:
         if self.detected_at > self.published_at + MAX_CLOCK_SKEW:
             raise ValueError("detected_at is later than published_at")
+        return self
+
+    @model_validator(mode="after")
+    def _free_text_bounded(self) -> Self:
+        texts = [self.platform.org_id, self.subject.account_id, self.subject.username]
+        texts += [self.child.account_id if self.child else None]
+        for item in self.content:
+            texts += [item.content_id, item.url, item.hashes.photodna]
+        if sum(len(text) for text in texts if text) > FREE_TEXT_CAP:
+            raise ValueError(
+                f"the flag carries more than {FREE_TEXT_CAP} characters of free-form text"
+            )
         return self

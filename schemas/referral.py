@@ -4,9 +4,9 @@ from enum import StrEnum
 from typing import Annotated, Literal, Self
 from uuid import UUID, uuid5
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from schemas.base import PRINTABLE, Contract, CountryCode, Label, Timestamp, no_media
+from schemas.base import PRINTABLE, Contract, CountryCode, Label, Timestamp
 from schemas.flag import ModerationFlag
 
 TASK_NAMESPACE = UUID("6f1c2f64-3a5e-4c4b-9d7e-2b1f0c8a9e51")
@@ -54,7 +54,6 @@ class FiredRule(Contract):
         Annotated[
             str,
             StringConstraints(max_length=128, pattern=f"^{PRINTABLE}*$"),
-            AfterValidator(no_media),
         ]
     ] = Field(max_length=16)
     """The conditions that held, in words (e.g. `signal[0].category == iioc`)."""
@@ -128,7 +127,6 @@ class ReferralTask(Contract):
     case_key: Annotated[
         str,
         StringConstraints(min_length=1, max_length=400, pattern=f"^{PRINTABLE}+$"),
-        AfterValidator(no_media),
     ]
     """Subject × destination: flags with one case key gather in one open case."""
     flag_id: UUID
@@ -156,6 +154,12 @@ class ReferralTask(Contract):
 class RejectionReason(StrEnum):
     OVERSIZED = "oversized"
     INVALID_JSON = "invalid_json"
+    INVALID_TEXT = "invalid_text"
+    """Not UTF-8, or a string with a lone surrogate."""
+    DUPLICATE_KEY = "duplicate_key"
+    """An object names one key twice (the last would silently win)."""
+    TOO_DEEP = "too_deep"
+    """Nested deeper than any contract needs."""
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     EMBEDDED_MEDIA = "embedded_media"
     INVALID = "invalid"

@@ -1,43 +1,55 @@
-"""Decoding of raw Kafka values into contract models, or a reason for refusing them. Pure."""
+"""Decoding of raw Kafka values into contract models, or a reason for refusing them. Pure.
+
+One strict decoder for every topic. In order, a message is refused when it is over the size cap
+(before anything is parsed), not UTF-8, not strict JSON (duplicate keys at any depth, lone
+surrogates, NaN or Infinity, nesting past the parser's limit), holds what looks like embedded
+media anywhere (keys included: one pass over the whole text, `schemas.media`), has another
+`schema_version`, or does not validate against its contract. Each refusal has a stable reason
+code, and a refusal holds nothing the sender chose: the paths of contract fields only (an
+unknown field is `<unknown>`), and messages that quote no input.
+"""
 
 import hashlib
-import json
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import cache
+from types import UnionType
+from typing import Any, TypeVar, get_args, get_origin
 from uuid import UUID
 
+import jiter
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.media import embedded_media
+from schemas.media import embedded_media, media_in_json
 from schemas.referral import RejectionReason, ValidationProblem
 
 M = TypeVar("M", bound=BaseModel)
 
-_MEDIA_MARK = "looks like embedded media"
-_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_DEPTH = 8
+"""The deepest nesting a contract needs (a flag's content hashes sit at depth 4)."""
+
+UNKNOWN = "<unknown>"
+"""Stands in a refusal's path for a name that is not a contract field: the sender's text."""
 
 
-def _find_media(document: Any) -> tuple[list[str | int], str] | None:
-    """Walk a JSON document, keys included, for the first string that looks like media.
-
-    Iterative, so a deeply nested document cannot exhaust the stack.
-    """
-    pending: list[tuple[Any, list[str | int]]] = [(document, [])]
+@cache
+def contract_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Every field name of a contract and of the models it nests."""
+    names: set[str] = set()
+    pending: list[Any] = [model]
+    seen: set[Any] = set()
     while pending:
-        node, loc = pending.pop()
-        if isinstance(node, str):
-            reason = embedded_media(node)
-            if reason is not None:
-                return loc, reason
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                pending.append((key, [*loc[:15], "<key>"]))
-                pending.append((value, [*loc[:15], _field_name(key)]))
-        elif isinstance(node, list):
-            pending.extend((value, [*loc[:15], index]) for index, value in enumerate(node))
-    return None
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            names.update(current.model_fields)
+            pending.extend(f.annotation for f in current.model_fields.values())
+        elif get_origin(current) is not None or isinstance(current, UnionType):
+            pending.extend(get_args(current))
+    return frozenset(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,30 +72,63 @@ def _readable_flag_id(document: Any) -> UUID | None:
     return None
 
 
-def _field_name(key: Any) -> str:
-    """A key as it may appear in a DLQ record: a field-like name, else a placeholder.
+def _depth(document: Any) -> int:
+    """How deep a parsed document nests (iterative: a deep one cannot exhaust the stack)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 0)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            pending.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            pending.extend((value, depth + 1) for value in node)
+    return deepest
 
-    Keys are the sender's text; only short snake_case names (the contracts' own kind) are kept.
-    """
-    return key if isinstance(key, str) and _FIELD_NAME.fullmatch(key) else "<key>"
+
+def _strings(document: Any, known: frozenset[str]) -> Iterator[tuple[list[str | int], str]]:
+    """Every string of a document, keys included, with a path that names contract fields only."""
+    pending: list[tuple[Any, list[str | int]]] = [(document, [])]
+    while pending:
+        node, loc = pending.pop()
+        if isinstance(node, str):
+            yield loc, node
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                name = key if key in known else UNKNOWN
+                pending.append((key, [*loc[:15], name]))
+                pending.append((value, [*loc[:15], name]))
+        elif isinstance(node, list):
+            pending.extend((value, [*loc[:15], index]) for index, value in enumerate(node))
 
 
-def _safe_loc(error: ErrorDetails) -> list[str | int]:
-    """The error's location with sender-chosen names replaced (an extra field is `<extra>`)."""
-    loc = list(error["loc"])
-    if error["type"] == "extra_forbidden" and loc:
-        loc[-1] = "<extra>"
-    return [
-        part if isinstance(part, int) or part == "<extra>" else _field_name(part) for part in loc
+def _safe_loc(error: ErrorDetails, known: frozenset[str]) -> list[str | int]:
+    return [part if isinstance(part, int) or part in known else UNKNOWN for part in error["loc"]][
+        :16
     ]
 
 
-def _problems(error: ValidationError) -> tuple[ValidationProblem, ...]:
+def _safe_msg(error: ErrorDetails) -> str:
+    # Some of pydantic's messages quote the input (a union's tag); those are said in general.
+    if error["type"].startswith("union_tag"):
+        return "the value that selects the kind of object is not one the contract has"
+    return error["msg"][:512]
+
+
+def _problems(error: ValidationError, known: frozenset[str]) -> tuple[ValidationProblem, ...]:
     # Never copy `input` or `ctx` from pydantic's errors: they may hold the payload.
     return tuple(
-        ValidationProblem(loc=_safe_loc(e)[:16], type=e["type"][:64], msg=e["msg"][:512])
+        ValidationProblem(loc=_safe_loc(e, known), type=e["type"][:64], msg=_safe_msg(e))
         for e in error.errors(include_input=False, include_url=False)[:32]
     )
+
+
+_PARSE_REASONS = {
+    "Detected duplicate key": (RejectionReason.DUPLICATE_KEY, "a key appears twice in an object"),
+    "recursion limit exceeded": (RejectionReason.TOO_DEEP, "the document nests too deep"),
+    "surrogate": (RejectionReason.INVALID_TEXT, "a string holds a lone UTF-16 surrogate"),
+    "unicode code point": (RejectionReason.INVALID_TEXT, "a string is not valid Unicode"),
+}
 
 
 def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 1) -> M | Refusal:
@@ -104,16 +149,24 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
     if size > max_bytes:
         return refuse(RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}")
     try:
-        # UTF-8 only, as JSON on the wire must be; json.loads(bytes) would also take UTF-16/32.
-        # ValueError covers malformed JSON and integers past Python's digit limit.
-        document = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        return refuse(RejectionReason.INVALID_JSON, f"not a JSON document: {type(exc).__name__}")
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return refuse(RejectionReason.INVALID_TEXT, "the message is not UTF-8 text")
+    try:
+        document = jiter.from_json(raw, allow_inf_nan=False, catch_duplicate_keys=True)
+    except ValueError as exc:
+        for marker, (reason, said) in _PARSE_REASONS.items():
+            if marker in str(exc):
+                return refuse(reason, said)
+        return refuse(RejectionReason.INVALID_JSON, "not a strict JSON document")
     flag_id = _readable_flag_id(document)
-    media = _find_media(document)
+    known = contract_fields(model)
+    media = media_in_json(raw)
     if media is not None:
-        loc, why = media
-        return refuse(RejectionReason.EMBEDDED_MEDIA, f"{_MEDIA_MARK} ({why})", flag_id, loc[:16])
+        where = next((loc for loc, text in _strings(document, known) if embedded_media(text)), [])
+        return refuse(
+            RejectionReason.EMBEDDED_MEDIA, f"looks like embedded media ({media})", flag_id, where
+        )
     if not isinstance(document, dict):
         return refuse(RejectionReason.INVALID_JSON, "the document is not a JSON object")
     seen = document.get("schema_version")
@@ -127,34 +180,20 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
             ["schema_version"],
         )
     try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        problems = _problems(exc)
-        has_media = any(_MEDIA_MARK in p.msg for p in problems)
-        reason = RejectionReason.EMBEDDED_MEDIA if has_media else RejectionReason.INVALID
-        return Refusal(reason, problems, size, digest, flag_id)
-
-
-def decode_internal(raw: bytes | None, model: type[M], *, max_bytes: int) -> M | Refusal:
-    """`decode` for the pipeline's own topics (tasks, decisions), at a tenth of its cost.
-
-    The contract is validated straight from the JSON text by pydantic's parser. Its validators
-    refuse embedded media in every field that could hold it, so the walk of `decode` is needed
-    only to say why a message is refused: a message refused here goes through `decode`.
-    """
-    if raw is None or len(raw) > max_bytes:
-        return decode(raw, model, max_bytes=max_bytes)
-    try:
         return model.model_validate_json(raw)
-    except ValidationError:
-        return decode(raw, model, max_bytes=max_bytes)
+    except ValidationError as exc:
+        if _depth(document) > MAX_DEPTH:
+            return refuse(
+                RejectionReason.TOO_DEEP, f"nests deeper than {MAX_DEPTH} levels", flag_id
+            )
+        return Refusal(RejectionReason.INVALID, _problems(exc, known), size, digest, flag_id)
 
 
 def flag_id_in(raw: bytes | None) -> UUID | None:
     """The flag id of a message that was valid but could not be processed, when readable."""
     try:
-        return _readable_flag_id(json.loads(raw or b""))
-    except (ValueError, RecursionError):
+        return _readable_flag_id(jiter.from_json(raw or b""))
+    except ValueError:
         return None
 
 

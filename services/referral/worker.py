@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.referral import Decision, ReferralTask
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode_internal, flag_id_in, unprocessable
+from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -79,7 +79,7 @@ class TaskRecorder:
             model: type[ReferralTask] | type[Decision] = (
                 ReferralTask if record.topic == s.topic_referrals else Decision
             )
-            result = decode_internal(record.value, model, max_bytes=cap)
+            result = decode(record.value, model, max_bytes=cap)
             if isinstance(result, Refusal):
                 letter = dead_letter(record, result, group=s.referral_group, now=now)
                 letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))

@@ -351,11 +351,33 @@ def test_a_task_case_key_with_a_control_character_is_refused() -> None:
 def test_base64_media_in_a_hash_or_version_field_is_refused(
     path: tuple[str | int, ...], value: str
 ) -> None:
-    """Fields whose pattern admits base64 are checked for media too: the worker validates tasks
-    by their contract alone, so the contract must refuse media wherever it could hide."""
+    """Fields whose pattern admits base64 are searched too: the decoder scans the whole text."""
     document = flag_document(
         content=[{"content_id": "c-1", "media_type": "image", "hashes": {"photodna": "QUJD"}}]
     )
     bad = _with(document, path, value)
-    with pytest.raises(ValidationError, match="embedded media"):
-        ModerationFlag.model_validate(bad)
+    result = decode(json.dumps(bad).encode(), ModerationFlag, max_bytes=256 * 1024)
+    assert isinstance(result, Refusal)
+    assert result.reason is RejectionReason.EMBEDDED_MEDIA
+    assert [p.loc for p in result.errors] == [list(path)]
+
+
+def test_a_flag_carrying_more_free_text_than_the_cap_is_refused() -> None:
+    items = [
+        {
+            "content_id": f"c-{i}",
+            "media_type": "text",
+            "url": f"https://example.org/{'a' * 300}/{i}",
+        }
+        for i in range(60)
+    ]
+    result = decode(
+        json.dumps(flag_document(content=items)).encode(), ModerationFlag, max_bytes=256 * 1024
+    )
+    assert isinstance(result, Refusal)
+    assert result.reason is RejectionReason.INVALID
+    assert "free-form text" in result.errors[0].msg
+    fewer = flag_document(content=items[:40])
+    assert isinstance(
+        decode(json.dumps(fewer).encode(), ModerationFlag, max_bytes=1 << 18), ModerationFlag
+    )

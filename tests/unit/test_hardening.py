@@ -61,9 +61,9 @@ def test_dead_letter_locations_never_repeat_a_senders_key() -> None:
     extra = _refusal(flag_document(subject={"account_id": "acct-1", secret: "x"}))
 
     assert media.reason is RejectionReason.EMBEDDED_MEDIA
-    assert [p.loc for p in media.errors] == [["content", 0, "<key>"]]
+    assert [p.loc for p in media.errors] == [["content", 0, "<unknown>"]]
     assert extra.reason is RejectionReason.INVALID
-    assert [p.loc for p in extra.errors] == [["subject", "<extra>"]]
+    assert [p.loc for p in extra.errors] == [["subject", "<unknown>"]]
     assert secret not in repr(media) + repr(extra)
 
 
