@@ -1,9 +1,9 @@
 """The base of every contract model and the bounded field types they share."""
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 # Embedded media is refused where messages enter, by the decoder, in one pass over the whole
 # text (keys included, every encoding: `schemas.media`), not by a validator per field.
@@ -40,13 +40,11 @@ CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterVali
 """ISO 3166-1 alpha-2, upper case ("UK" is read as "GB")."""
 
 
-def _plausible(value: datetime) -> datetime:
-    if not 2000 <= value.year <= 2999:
-        raise ValueError("a timestamp of this service lies between the years 2000 and 2999")
-    return value
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC) - timedelta(days=366)
+"""Bounds every deadline computed from a timestamp can still represent (checked natively)."""
 
-
-Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
+Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
 """A timezone-aware instant in a range every deadline computed from it can represent."""
 
 PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")]

@@ -5,7 +5,8 @@ sender picks, those bytes leave a trace that can be searched for in one pass:
 
 - base64, standard or URL-safe, at any of the three alignments a file can start at inside a
   longer string (the characters that depend only on the signature's bits are fixed);
-- hex, upper or lower case, where a run of hex digits begins with the signature;
+- hex, upper or lower case, where a run of hex digits begins with the signature (or has it one
+  or two bytes in: deeper, a 64-digit digest would match by chance too often);
 - percent-encoding (`%FF%D8%FF`), and anything percent-encoded is searched again decoded;
 - raw bytes, as the characters U+0080 to U+00FF that stand for them;
 - `data:` URIs.
@@ -116,6 +117,10 @@ _IN_STRING = "(?:[\\x00-\\x21\\x23-\\x7f]|[\\xc2-\\xc3][\\x80-\\xbf])"
 """As `_ANY_CHAR`, but never the quote that ends a JSON string."""
 
 
+_CONTROL = "(?:[\\x00-\\x1f\\x7f]|\\xc2[\\x80-\\x9f])"
+"""A control character (C0, DEL or C1) as UTF-8: part of a file, never of a name."""
+
+
 def _raw(signature: Sequence[Byte]) -> str:
     """The signature as the UTF-8 text of the characters U+0000 to U+00FF that stand for its
     bytes (how a file's bytes arrive inside a JSON string)."""
@@ -123,6 +128,9 @@ def _raw(signature: Sequence[Byte]) -> str:
     for spec in signature:
         if spec is None:
             parts.append(_ANY_CHAR)
+            continue
+        if spec == -1:  # a control character here
+            parts.append(_CONTROL)
             continue
         value, mask = (spec, 0xFF) if isinstance(spec, int) else spec
         chars = [
@@ -146,13 +154,19 @@ def _patterns() -> Iterator[tuple[str, str]]:
             for align in range(3):
                 for urlsafe in (False, True):
                     yield f"base64 {kind}", _base64(signature, align, urlsafe)
-            yield f"hex {kind}", "(?:^|[^0-9A-Fa-f])" + _hex(signature)
+            # At a hex run's start, or one or two bytes in: never deeper, so that a digest
+            # (64 hex digits of chance) is not taken for a file.
+            yield f"hex {kind}", "(?:^|[^0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){0,2}" + _hex(signature)
             yield f"percent-encoded {kind}", _percent(signature)
             raw = _raw(signature)
             if _binary(signature):
                 yield f"raw {kind} bytes", raw
-            else:  # at a string's start, with a byte no text would have soon after it
-                yield f"raw {kind} bytes", f'"{raw}{_IN_STRING}{{0,8}}[\\x00-\\x1f\\x7f-\\xff]'
+            else:  # letters alone are no file: a control character must be in it or follow
+                yield f"raw {kind} bytes", f"{raw}{_IN_STRING}{{0,8}}{_CONTROL}"
+                for i, spec in enumerate(signature):
+                    if spec is None:
+                        controlled = [*signature[:i], -1, *signature[i + 1 :]]
+                        yield f"raw {kind} bytes", _raw(controlled)
     yield "data URI", r"(?i:data:[a-z0-9.+-]+/[a-z0-9.+-]+[;,]|data:[^,\"]{0,64};base64,|data:,)"
 
 
@@ -218,6 +232,11 @@ def media_in_json(raw: bytes) -> str | None:
         except UnicodeError:
             return None  # not text: the decoder refuses it for that
     return _scan(raw)
+
+
+def media_in_text(data: bytes) -> str | None:
+    """Say why UTF-8 text (no JSON escapes) looks like it holds media, or None."""
+    return _scan(b'"' + data)
 
 
 def embedded_media(value: str) -> str | None:

@@ -21,7 +21,7 @@ import jiter
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.media import embedded_media, media_in_json
+from schemas.media import embedded_media, media_in_json, media_in_text
 from schemas.referral import RejectionReason, ValidationProblem
 
 M = TypeVar("M", bound=BaseModel)
@@ -131,11 +131,26 @@ _PARSE_REASONS = {
 }
 
 
+def _joined_values(document: Any) -> bytes:
+    """Every string value of a document in order, run together: a file split across fields
+    is whole again here (keys are left out: a valid message's keys are the contract's)."""
+    parts: list[str] = []
+    pending: list[Any] = [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            parts.append(node)
+        elif isinstance(node, dict):
+            pending.extend(reversed(node.values()))
+        elif isinstance(node, list):
+            pending.extend(reversed(node))
+    return "".join(parts).encode("utf-8", errors="surrogatepass")
+
+
 def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 1) -> M | Refusal:
     """Parse and validate one message value; return the model or a `Refusal` saying why not."""
     raw = raw or b""
     size = len(raw)
-    digest = hashlib.sha256(raw).hexdigest()
 
     def refuse(
         reason: RejectionReason,
@@ -144,29 +159,38 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
         loc: list[str | int] | None = None,
     ) -> Refusal:
         problem = ValidationProblem(loc=loc or [], type=reason.value, msg=msg)
-        return Refusal(reason, (problem,), size, digest, flag_id)
+        return Refusal(reason, (problem,), size, hashlib.sha256(raw).hexdigest(), flag_id)
 
     if size > max_bytes:
         return refuse(RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}")
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return refuse(RejectionReason.INVALID_TEXT, "the message is not UTF-8 text")
-    try:
         document = jiter.from_json(raw, allow_inf_nan=False, catch_duplicate_keys=True)
     except ValueError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return refuse(RejectionReason.INVALID_TEXT, "the message is not UTF-8 text")
         for marker, (reason, said) in _PARSE_REASONS.items():
             if marker in str(exc):
                 return refuse(reason, said)
         return refuse(RejectionReason.INVALID_JSON, "not a strict JSON document")
-    flag_id = _readable_flag_id(document)
     known = contract_fields(model)
-    media = media_in_json(raw)
-    if media is not None:
+
+    def media_refusal(why: str) -> Refusal:
         where = next((loc for loc, text in _strings(document, known) if embedded_media(text)), [])
         return refuse(
-            RejectionReason.EMBEDDED_MEDIA, f"looks like embedded media ({media})", flag_id, where
+            RejectionReason.EMBEDDED_MEDIA,
+            f"looks like embedded media ({why})",
+            _readable_flag_id(document),
+            where,
         )
+
+    # Every string value, run together (a file cut across fields is whole again; JSON escapes
+    # are undone by the parser). Keys are searched below, only if the message is refused: a
+    # key that is not the contract's refuses it anyway.
+    media = media_in_text(_joined_values(document))
+    if media is not None:
+        return media_refusal(media)
     if not isinstance(document, dict):
         return refuse(RejectionReason.INVALID_JSON, "the document is not a JSON object")
     seen = document.get("schema_version")
@@ -176,17 +200,24 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
         return refuse(
             RejectionReason.UNKNOWN_SCHEMA_VERSION,
             f"schema_version {shown} is not supported; expected {version}",
-            flag_id,
+            _readable_flag_id(document),
             ["schema_version"],
         )
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
+        media = media_in_json(raw)
+        if media is not None:
+            return media_refusal(media)
+        flag_id = _readable_flag_id(document)
         if _depth(document) > MAX_DEPTH:
             return refuse(
                 RejectionReason.TOO_DEEP, f"nests deeper than {MAX_DEPTH} levels", flag_id
             )
-        return Refusal(RejectionReason.INVALID, _problems(exc, known), size, digest, flag_id)
+        problems = _problems(exc, known)
+        return Refusal(
+            RejectionReason.INVALID, problems, size, hashlib.sha256(raw).hexdigest(), flag_id
+        )
 
 
 def flag_id_in(raw: bytes | None) -> UUID | None:

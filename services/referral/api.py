@@ -104,8 +104,12 @@ class CaseDetail(CaseSummary):
 def _no_media(value: str) -> str:
     reason = embedded_media(value)
     if reason is not None:
-        raise ValueError(f"looks like embedded media ({reason}); notes are text only")
+        raise ValueError(f"looks like embedded media ({reason}); this field is text only")
     return value
+
+
+_NOTE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+$"
+"""A person's note: any text but control characters (tabs and line breaks are fine)."""
 
 
 class TransitionRequest(BaseModel):
@@ -114,15 +118,20 @@ class TransitionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: CaseStatus
-    external_reference: ExternalReference | None = None
+    external_reference: Annotated[ExternalReference, AfterValidator(_no_media)] | None = None
     packet_version: int | None = Field(default=None, ge=1)
     """Required for `submitted`: the packet version that was sent. When a later version exists,
     the flags it added come back at once as a supplementary packet."""
     expected_updated_at: AwareDatetime | None = None
     """The case's `updated_at` as read: the move is refused (409) if the case changed since."""
-    note: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_no_media)] | None = (
-        None
-    )
+    note: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=1000, pattern=_NOTE_TEXT),
+            AfterValidator(_no_media),
+        ]
+        | None
+    ) = None
 
 
 class CasePage(BaseModel):

@@ -1,14 +1,22 @@
 """`embedded_media`: strings that carry images or video are spotted; metadata is left alone."""
 
 import base64
+import json
 import random
+import string
 import uuid
 from collections.abc import Callable
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from schemas.media import embedded_media
-from tests.factories import synthetic_hash
+from schemas.flag import ModerationFlag
+from schemas.media import embedded_media, media_in_json
+from schemas.referral import RejectionReason
+from services.pipeline.decode import Refusal, decode
+from tests.factories import flag_document, synthetic_hash
 
 # Magic numbers followed by zero padding: enough header for the detector, no real content.
 HEADERS: dict[str, bytes] = {
@@ -126,3 +134,117 @@ def test_base64_of_random_non_media_bytes_is_not_media(
     assert not data.startswith((b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF"))
     assert data[4:8] != b"ftyp"
     assert embedded_media(encode(data)) is None
+
+
+# --- every encoding, at any alignment (property tests) -------------------------------------------
+
+ALL_KINDS: dict[str, bytes] = {
+    **HEADERS,
+    "bmp": b"BM" + bytes([0x36, 0x10, 0x0E, 0x00]) + bytes(4) + b"\x36\x00\x00\x00",
+    "tiff": b"II*\x00\x08\x00\x00\x00",
+    "tiff-be": b"MM\x00*\x00\x00\x00\x08",
+    "heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00",
+    "avif": b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00",
+    "mov": b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00",
+    "webm": bytes.fromhex("1a45dfa39f4286810142f7810142f2"),
+    "avi": b"RIFF\x24\x10\x00\x00AVI LIST",
+    "jpeg-exif": b"\xff\xd8\xff\xe1\x00\x18Exif\x00\x00",
+    "jpeg-dqt": b"\xff\xd8\xff\xdb\x00\x43\x00\x08",
+}
+
+
+def _lines(data: bytes) -> str:
+    encoded = base64.b64encode(data).decode()
+    return "\n".join(encoded[i : i + 7] for i in range(0, len(encoded), 7))
+
+
+ENCODINGS: dict[str, Callable[[bytes], str]] = {
+    "base64": lambda data: base64.b64encode(data).decode(),
+    "base64-urlsafe": lambda data: base64.urlsafe_b64encode(data).decode(),
+    "base64-lines": _lines,
+    "hex": lambda data: data.hex(),
+    "HEX": lambda data: data.hex().upper(),
+    "percent": lambda data: "".join(f"%{byte:02X}" for byte in data),
+    "percent-base64": lambda data: quote(base64.b64encode(data).decode(), safe=""),
+    "data-uri": lambda data: "data:image/png;base64," + base64.b64encode(data).decode(),
+    "percent-data-uri": lambda data: quote("data:image/png;base64,", safe="") + "AAAA",
+    "raw": lambda data: data.decode("latin-1"),
+}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(ALL_KINDS)),
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    offset=st.binary(max_size=2),
+    tail=st.binary(min_size=8, max_size=24),
+    before=st.sampled_from(["", "https://cdn.example.org/", "photo ", "x="]),
+)
+def test_media_is_found_in_every_encoding_at_any_alignment(
+    kind: str, encoding: str, offset: bytes, tail: bytes, before: str
+) -> None:
+    """A file's header, starting zero to two bytes into the encoded data, behind ordinary text."""
+    value = before + ENCODINGS[encoding](offset + ALL_KINDS[kind] + tail)
+    assert embedded_media(value) is not None, (kind, encoding, value)
+    document = json.dumps({"username": value}).encode()
+    assert media_in_json(document) is not None, "found in a JSON text too, escapes undone"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(ALL_KINDS)), offset=st.binary(max_size=2), cut=st.integers(1, 20)
+)
+def test_media_split_across_fields_is_refused(kind: str, offset: bytes, cut: int) -> None:
+    """A file cut across two fields side by side, wherever the cut falls: the decoder runs the
+    string values of a flag together before it searches them."""
+    encoded = base64.b64encode(offset + ALL_KINDS[kind] + bytes(12)).decode().rstrip("=")
+    document = flag_document(subject={"account_id": "a" + encoded[:cut], "username": encoded[cut:]})
+    result = decode(json.dumps(document).encode(), ModerationFlag, max_bytes=1 << 18)
+    assert isinstance(result, Refusal)
+    assert result.reason is RejectionReason.EMBEDDED_MEDIA
+
+
+# --- the false-positive rate on ordinary metadata -----------------------------------------------
+
+CORPUS_SIZE = 20_000
+"""Per kind of value; the rate below is counted over all of them (100,000 values)."""
+
+
+def _corpus(rng: random.Random) -> dict[str, list[str]]:
+    alphabet = string.ascii_letters + string.digits
+    words = ["blue", "fox", "river", "stone", "moon", "kite", "jade", "otter", "maple", "north"]
+    return {
+        "sha256 hex": [rng.randbytes(32).hex() for _ in range(CORPUS_SIZE)],
+        "pdq hex": [rng.randbytes(32).hex() for _ in range(CORPUS_SIZE)],
+        "uuid": [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(CORPUS_SIZE)],
+        "base64url token": [
+            base64.urlsafe_b64encode(rng.randbytes(rng.randint(12, 32))).decode().rstrip("=")
+            for _ in range(CORPUS_SIZE)
+        ],
+        "username": [
+            rng.choice(words)
+            + rng.choice(["_", ".", ""])
+            + rng.choice(words)
+            + str(rng.randint(0, 9999))
+            for _ in range(CORPUS_SIZE)
+        ],
+        "url": [
+            "https://cdn.example.org/"
+            + "/".join(
+                "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+                for _ in range(rng.randint(1, 5))
+            )
+            + rng.choice(["", ".jpg", ".mp4", "?v=" + str(rng.randint(0, 99))])
+            for _ in range(CORPUS_SIZE)
+        ],
+    }
+
+
+def test_the_false_positive_rate_on_ordinary_metadata_is_below_one_in_100000() -> None:
+    corpus = _corpus(random.Random(20261202))
+    flagged = {kind: [v for v in values if embedded_media(v)] for kind, values in corpus.items()}
+    assert flagged["sha256 hex"] == [], "digests are never media"
+    assert flagged["pdq hex"] == [], "digests are never media"
+    total = sum(len(values) for values in corpus.values())
+    false = sum(len(values) for values in flagged.values())
+    assert false / total < 1e-5, {kind: values[:3] for kind, values in flagged.items() if values}
