@@ -5,14 +5,21 @@ Each test run gets its own database and its own topics and consumer groups, so r
 each other's data (and a `make run` on the same machine is left alone).
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.pipeline.kafka import ensure_topics
+from services.domain.forces import uk_forces
+from services.pipeline.kafka import BatchHandler, ensure_topics, run_consumer_service
+from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral.database import new_engine, new_sessionmaker
+from services.router.policy import default_policy
+from services.router.service import FlagRouter
 from tests.infra import create_database, delete_topics, drop_database, isolated_settings
 
 
@@ -59,3 +66,33 @@ async def settings(database_url: str) -> AsyncIterator[Settings]:
     await ensure_topics(s)
     yield s
     await delete_topics(s)
+
+
+@pytest.fixture
+async def router(settings: Settings) -> AsyncIterator[Metrics]:
+    """A router consuming the test's flags topic until the test ends."""
+    metrics = Metrics(CollectorRegistry())
+    stop = asyncio.Event()
+
+    def build(producer: AIOKafkaProducer) -> BatchHandler:
+        return FlagRouter(
+            producer,
+            settings=settings,
+            metrics=metrics,
+            policy=default_policy(),
+            directory=uk_forces(),
+        )
+
+    running = asyncio.create_task(
+        run_consumer_service(
+            settings,
+            group=settings.router_group,
+            topics=[settings.topic_flags],
+            metrics=metrics,
+            build_handler=build,
+            stop=stop,
+        )
+    )
+    yield metrics
+    stop.set()
+    await asyncio.wait_for(running, timeout=30)

@@ -127,6 +127,7 @@ _PARSE_REASONS = {
     "Detected duplicate key": (RejectionReason.DUPLICATE_KEY, "a key appears twice in an object"),
     "recursion limit exceeded": (RejectionReason.TOO_DEEP, "the document nests too deep"),
     "surrogate": (RejectionReason.INVALID_TEXT, "a string holds a lone UTF-16 surrogate"),
+    "hex escape": (RejectionReason.INVALID_TEXT, "a string holds a broken \\u escape"),
     "unicode code point": (RejectionReason.INVALID_TEXT, "a string is not valid Unicode"),
 }
 
@@ -185,10 +186,9 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
             where,
         )
 
-    # Every string value, run together (a file cut across fields is whole again; JSON escapes
-    # are undone by the parser). Keys are searched below, only if the message is refused: a
-    # key that is not the contract's refuses it anyway.
-    media = media_in_text(_joined_values(document))
+    # The whole text, each string on its own (keys too), then every string value run together
+    # (a file cut across fields is whole again there; JSON escapes are undone by the parser).
+    media = media_in_json(raw) or media_in_text(_joined_values(document))
     if media is not None:
         return media_refusal(media)
     if not isinstance(document, dict):
@@ -206,9 +206,6 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        media = media_in_json(raw)
-        if media is not None:
-            return media_refusal(media)
         flag_id = _readable_flag_id(document)
         if _depth(document) > MAX_DEPTH:
             return refuse(

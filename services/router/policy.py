@@ -14,7 +14,7 @@ is (`Fired.contract`).
 
 import itertools
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal, NamedTuple, TypeVar
@@ -286,14 +286,22 @@ class Fired(NamedTuple):
     matched: tuple[str, ...]
 
     def contract(self) -> FiredRule:
-        return FiredRule(
-            rule_id=self.rule_id,
-            mode=self.mode,
-            outcome=self.outcome,
-            priority=self.priority,
-            criteria=list(self.criteria),
-            matched=list(self.matched),
-        )
+        return _fired_rule(self)
+
+
+@lru_cache(maxsize=4096)
+def _fired_rule(fired: Fired) -> FiredRule:
+    """The contract of a fired rule; the same rule firing the same way makes the same (frozen)
+    record, so it is made once. Built from a validated policy and flag, so not validated again
+    (the consumers validate every message they read; the tests check routing's output)."""
+    return FiredRule.model_construct(
+        rule_id=fired.rule_id,
+        mode=fired.mode,
+        outcome=fired.outcome,
+        priority=fired.priority,
+        criteria=list(fired.criteria),
+        matched=list(fired.matched),
+    )
 
 
 class Verdict(NamedTuple):

@@ -99,7 +99,10 @@ def route(
     planned = _planned(flag, verdict, directory, home_force_id)
     rules = [fired.contract() for fired in verdict.fired]  # built once, shared by every task
     active = [rule for rule in rules if rule.mode == "active"]
-    decision = Decision(
+    # Constructed, not validated again: every value comes from the validated flag and policy
+    # (the consumers validate each message, and the tests check this output against them).
+    decision = Decision.model_construct(
+        schema_version=1,
         flag_id=flag.flag_id,
         outcome=verdict.outcome,
         priority=verdict.priority,
@@ -112,7 +115,8 @@ def route(
         decided_at=now,
     )
     tasks = tuple(
-        ReferralTask(
+        ReferralTask.model_construct(
+            schema_version=1,
             task_id=task_id_for(flag.flag_id, task.destination),
             case_key=case_key(flag, task.destination),
             flag_id=flag.flag_id,

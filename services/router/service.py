@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
-from schemas.referral import Decision
+from schemas.referral import Decision, ReferralTask
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def task_bytes(task: ReferralTask, flag_json: bytes) -> bytes:
+    """A task as JSON, with the flag's own bytes (decoded and validated already) in place of
+    serialising the flag again for every task."""
+    head = task.model_dump_json(exclude={"flag"}).encode()
+    return head[:-1] + b',"flag":' + flag_json + b"}"
 
 
 class FlagRouter:
@@ -105,7 +112,7 @@ class FlagRouter:
                 (s.topic_decisions, flag_key, routing.decision.model_dump_json().encode())
             )
             messages.extend(
-                (s.topic_referrals, task.case_key.encode(), task.model_dump_json().encode())
+                (s.topic_referrals, task.case_key.encode(), task_bytes(task, record.value))
                 for task in routing.tasks
             )
             routed.append(routing)

@@ -1,55 +1,16 @@
 """The router against the real broker: decisions, tasks and dead letters, offsets after acks."""
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from uuid import UUID
 
-import pytest
-from aiokafka import AIOKafkaProducer
-from prometheus_client import CollectorRegistry
-
 from schemas.referral import Decision, ReferralTask, RejectedMessage
-from services.domain.forces import uk_forces
-from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
+from services.pipeline.kafka import new_producer
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.router.policy import default_policy
-from services.router.service import FlagRouter
 from tests.factories import flag_document, image, signal
 from tests.kafka_reading import read_topic, wait_for_commit
 
 MARKER = "PAYLOAD-MARKER-7f3a"
-
-
-@pytest.fixture
-async def router(settings: Settings) -> AsyncIterator[Metrics]:
-    """A router consuming the test's flags topic until the test ends."""
-    metrics = Metrics(CollectorRegistry())
-    stop = asyncio.Event()
-
-    def build(producer: AIOKafkaProducer) -> BatchHandler:
-        return FlagRouter(
-            producer,
-            settings=settings,
-            metrics=metrics,
-            policy=default_policy(),
-            directory=uk_forces(),
-        )
-
-    running = asyncio.create_task(
-        run_consumer_service(
-            settings,
-            group=settings.router_group,
-            topics=[settings.topic_flags],
-            metrics=metrics,
-            build_handler=build,
-            stop=stop,
-        )
-    )
-    yield metrics
-    stop.set()
-    await asyncio.wait_for(running, timeout=30)
 
 
 async def publish(settings: Settings, values: list[bytes]) -> None:
