@@ -7,10 +7,11 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from schemas.flag import AgeBand, ModerationFlag, SignalCategory, SourceKind
-from schemas.referral import Criterion, DestinationKind, Outcome, Priority
+from schemas.referral import Criterion, Decision, DestinationKind, Outcome, Priority, ReferralTask
 from services.domain.forces import uk_forces
 from services.router.policy import Policy, default_policy
 from services.router.routing import Routing, route
+from services.router.service import task_bytes
 from tests.factories import flag_document, image
 from tests.policies import policy_with
 
@@ -341,3 +342,14 @@ def test_shadow_rules_change_nothing_under_any_valid_policy(
 ) -> None:
     for flag in some:
         _assert_shadows_change_nothing(*(_route(flag, policy) for policy in pair))
+
+
+@given(flags())
+def test_every_decision_and_task_validates_against_its_contract(flag: ModerationFlag) -> None:
+    """Routing builds its records without validating them (for speed): the consumers validate
+    what they read, and so does this test, for every flag the strategies make."""
+    routing = _route(flag)
+    assert Decision.model_validate_json(routing.decision.model_dump_json()) == routing.decision
+    for task in routing.tasks:
+        again = ReferralTask.model_validate_json(task_bytes(task, flag.model_dump_json().encode()))
+        assert again == task
