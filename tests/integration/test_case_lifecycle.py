@@ -2,11 +2,13 @@
 packets after submission, and the SLA clocks swept with an injected clock (no wall-clock sleeps).
 """
 
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import httpx
@@ -257,7 +259,22 @@ async def test_transitions_need_an_investigator_and_an_existing_case(
         note="data:image/png;base64,iVBORw0KGgo=",
     )
     assert media.status_code == 422, "a note is text, never content"
+    jpeg = bytes.fromhex("ffd8ffe000104a464946000101")
+    for refused in (
+        {"note": "see " + jpeg.hex()},  # hex
+        {"note": "x" + base64.b64encode(b"ab" + jpeg).decode()},  # base64, two bytes in
+        {"note": quote(base64.b64encode(jpeg).decode(), safe="")},  # percent-encoded
+        {"note": "a\x00b"},  # NUL: PostgreSQL cannot store it
+        {"external_reference": "/9j/4AAQSkZJ"},  # media in a reference
+    ):
+        fields = {"external_reference": "KNT-1", "packet_version": 1, **refused}
+        response = await api.move(case_id, "submitted", **fields)
+        assert response.status_code == 422, refused
     assert (await api.case(case_id))["status"] == "ready"
+    lines = await api.move(
+        case_id, "submitted", external_reference="KNT-1", packet_version=1, note="line\nbreak"
+    )
+    assert lines.status_code == 200, "a person's note may have line breaks"
 
 
 async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_one_sent(
