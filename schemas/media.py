@@ -3,17 +3,21 @@
 An image or video file begins with a few fixed bytes (its signature). Whatever the encoding a
 sender picks, those bytes leave a trace that can be searched for in one pass:
 
-- base64, standard or URL-safe, at any of the three alignments a file can start at inside a
-  longer string (the characters that depend only on the signature's bits are fixed);
-- hex, upper or lower case, where a run of hex digits begins with the signature (or has it one
-  or two bytes in: deeper, a 64-digit digest would match by chance too often);
+- base64, standard or URL-safe, where a run of base64 characters starts, with the file zero to
+  two bytes in (the characters that depend only on the signature's bits are fixed); anywhere
+  else, random base64 (a PhotoDNA hash, a token in a URL) would match by chance;
+- hex, upper or lower case, where a run of hex digits starts (or one or two bytes in), in runs
+  longer than any digest, so a 64-digit SHA-256 or PDQ digest never matches;
 - percent-encoding (`%FF%D8%FF`), and anything percent-encoded is searched again decoded;
 - raw bytes, as the characters U+0080 to U+00FF that stand for them;
 - `data:` URIs.
 
 JSON escapes (`\\u00ff`, `\\/`) are undone before searching, and line breaks are ignored, so
-neither hides a signature. All patterns are compiled into one RE2 automaton, which runs in time
-linear in the text whatever the number of patterns (about 4 µs for a 1.5 KB flag).
+neither hides a signature. Each string is searched on its own: a file cut across fields,
+encoded after other base64, or hidden by an encoding not listed here, is not found; the cap on
+a flag's free-form text bounds what could be carried that way. This is a net for media sent by
+mistake or naively encoded, not a proof against a sender set on hiding bits. All patterns are compiled into one RE2 automaton,
+which runs in time linear in the text whatever the number of patterns (about 4 µs for 1.5 KB).
 
 Signatures: JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC and AVIF, MP4 and MOV (`ftyp`), QuickTime
 atoms (`moov`, `mdat`), WebM and Matroska (EBML), AVI. Each is long enough that random
@@ -49,7 +53,8 @@ SIGNATURES: dict[str, list[list[Byte]]] = {
 }
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_ANY_B64 = "[A-Za-z0-9+/_-]"
+_HEX_RUN = 72
+"""Hex is taken for a file only in a run of at least this many digits (36 bytes)."""
 
 
 def _bits(signature: Sequence[Byte], align: int) -> list[int | None]:
@@ -61,7 +66,9 @@ def _bits(signature: Sequence[Byte], align: int) -> list[int | None]:
 
 
 def _base64(signature: Sequence[Byte], align: int, urlsafe: bool) -> str:
-    """The characters base64 gives the signature starting `align` bytes into a 3-byte group."""
+    """The characters base64 gives the signature `align` bytes into the encoded data, from the
+    start of a run of base64 characters (a file is encoded from its first byte: matching only
+    there keeps random base64, in a PhotoDNA hash or a URL's token, from matching by chance)."""
     bits = _bits(signature, align)
     classes: list[str | None] = []
     for start in range(0, len(bits), 6):
@@ -77,11 +84,10 @@ def _base64(signature: Sequence[Byte], align: int, urlsafe: bool) -> str:
         if urlsafe:
             chars = {{"+": "-", "/": "_"}.get(char, char) for char in chars}
         classes.append("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
-    while classes and classes[0] is None:
-        classes.pop(0)
     while classes and classes[-1] is None:
         classes.pop()
-    return "".join(_ANY_B64 if c is None else c for c in classes)
+    alphabet = "A-Za-z0-9_-" if urlsafe else "A-Za-z0-9+/"
+    return f"(?:^|[^{alphabet}])" + "".join(f"[{alphabet}]" if c is None else c for c in classes)
 
 
 def _hex_digit(value: int, mask: int) -> str:
@@ -154,9 +160,15 @@ def _patterns() -> Iterator[tuple[str, str]]:
             for align in range(3):
                 for urlsafe in (False, True):
                     yield f"base64 {kind}", _base64(signature, align, urlsafe)
-            # At a hex run's start, or one or two bytes in: never deeper, so that a digest
-            # (64 hex digits of chance) is not taken for a file.
-            yield f"hex {kind}", "(?:^|[^0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){0,2}" + _hex(signature)
+            # At a hex run's start (or one or two bytes in), and only in a run longer than any
+            # digest (SHA-256 and PDQ are 64 digits, a UUID's groups 12): a digest never matches.
+            rest = max(_HEX_RUN - 2 * (len(signature) + 2), 0)
+            yield (
+                f"hex {kind}",
+                "(?:^|[^0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){0,2}"
+                + _hex(signature)
+                + f"[0-9A-Fa-f]{{{rest}}}",
+            )
             yield f"percent-encoded {kind}", _percent(signature)
             raw = _raw(signature)
             if _binary(signature):
@@ -209,17 +221,25 @@ def _name(found: bytes) -> str:
     return "media"  # pragma: no cover - the automaton and the patterns are the same
 
 
-def _scan(data: bytes) -> str | None:
+def _search(data: bytes) -> str | None:
     hit = _SCANNER.search(data)
     if hit is None and (b"\n" in data or b"\r" in data):  # base64 broken into lines
         data = data.replace(b"\n", b"").replace(b"\r", b"")
         hit = _SCANNER.search(data)
-    if hit is not None:
-        return _name(data[max(hit.start() - 1, 0) : hit.end() + 4])
-    if b"%" in data:
+    return None if hit is None else _name(data[max(hit.start() - 1, 0) : hit.end() + 1])
+
+
+def _scan(data: bytes) -> str | None:
+    """Search the text, then (at most twice) what percent-decoding makes of it: a bound, so a
+    string percent-encoded a thousand times over costs no more than a few passes."""
+    for _ in range(3):
+        found = _search(data)
+        if found is not None or b"%" not in data:
+            return found
         decoded = unquote_to_bytes(data)
-        if decoded != data:
-            return _scan(decoded)
+        if decoded == data:
+            return None
+        data = decoded
     return None
 
 

@@ -21,7 +21,7 @@ import jiter
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.media import embedded_media, media_in_json, media_in_text
+from schemas.media import embedded_media, media_in_json
 from schemas.referral import RejectionReason, ValidationProblem
 
 M = TypeVar("M", bound=BaseModel)
@@ -108,11 +108,45 @@ def _safe_loc(error: ErrorDetails, known: frozenset[str]) -> list[str | int]:
     ]
 
 
+_SAFE_MESSAGES = frozenset(
+    {
+        "missing",
+        "extra_forbidden",
+        "string_pattern_mismatch",
+        "string_too_short",
+        "string_too_long",
+        "too_short",
+        "too_long",
+        "literal_error",
+        "enum",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "value_error",
+        "timezone_aware",
+        "string_type",
+        "int_type",
+        "float_type",
+        "bool_type",
+        "dict_type",
+        "list_type",
+        "model_type",
+        "model_attributes_type",
+        "datetime_type",
+        "uuid_type",
+        "ip_any_address",
+    }
+)
+"""Error types whose pydantic message quotes nothing of the input (the contract's own words,
+or ours). Any other type is said in general: some (a UUID's, a number's, a date's parsing)
+quote a character or a fragment of what was sent."""
+
+
 def _safe_msg(error: ErrorDetails) -> str:
-    # Some of pydantic's messages quote the input (a union's tag); those are said in general.
-    if error["type"].startswith("union_tag"):
-        return "the value that selects the kind of object is not one the contract has"
-    return error["msg"][:512]
+    if error["type"] in _SAFE_MESSAGES:
+        return error["msg"][:512]
+    return f"the value does not fit the contract ({error['type'][:64]})"
 
 
 def _problems(error: ValidationError, known: frozenset[str]) -> tuple[ValidationProblem, ...]:
@@ -130,22 +164,6 @@ _PARSE_REASONS = {
     "hex escape": (RejectionReason.INVALID_TEXT, "a string holds a broken \\u escape"),
     "unicode code point": (RejectionReason.INVALID_TEXT, "a string is not valid Unicode"),
 }
-
-
-def _joined_values(document: Any) -> bytes:
-    """Every string value of a document in order, run together: a file split across fields
-    is whole again here (keys are left out: a valid message's keys are the contract's)."""
-    parts: list[str] = []
-    pending: list[Any] = [document]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, str):
-            parts.append(node)
-        elif isinstance(node, dict):
-            pending.extend(reversed(node.values()))
-        elif isinstance(node, list):
-            pending.extend(reversed(node))
-    return "".join(parts).encode("utf-8", errors="surrogatepass")
 
 
 def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 1) -> M | Refusal:
@@ -186,9 +204,8 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
             where,
         )
 
-    # The whole text, each string on its own (keys too), then every string value run together
-    # (a file cut across fields is whole again there; JSON escapes are undone by the parser).
-    media = media_in_json(raw) or media_in_text(_joined_values(document))
+    # The whole text, each string on its own, keys included, JSON escapes undone.
+    media = media_in_json(raw)
     if media is not None:
         return media_refusal(media)
     if not isinstance(document, dict):

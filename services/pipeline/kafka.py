@@ -171,11 +171,14 @@ async def produce_all(
     partitions: dict[str, list[int]] = {}
     batches: dict[tuple[str, int], BatchBuilder] = {}
     pending: list[asyncio.Future[Any]] = []
+    available: dict[str, list[int]] = {}
     for topic, key, value in messages:
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
-        numbers = partitions[topic]
-        target = (topic, partitioner(key, numbers, numbers))
+            # As `send` does: a message without a key goes to a partition that has a leader.
+            led = producer.client.cluster.available_partitions_for_topic(topic)
+            available[topic] = sorted(led) if led else partitions[topic]
+        target = (topic, partitioner(key, partitions[topic], available[topic]))
         batch = batches.get(target)
         if batch is None:
             batch = batches[target] = producer.create_batch()

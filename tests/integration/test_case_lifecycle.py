@@ -259,10 +259,10 @@ async def test_transitions_need_an_investigator_and_an_existing_case(
         note="data:image/png;base64,iVBORw0KGgo=",
     )
     assert media.status_code == 422, "a note is text, never content"
-    jpeg = bytes.fromhex("ffd8ffe000104a464946000101")
+    jpeg = bytes.fromhex("ffd8ffe000104a464946000101") + bytes(40)
     for refused in (
         {"note": "see " + jpeg.hex()},  # hex
-        {"note": "x" + base64.b64encode(b"ab" + jpeg).decode()},  # base64, two bytes in
+        {"note": "x " + base64.b64encode(b"ab" + jpeg).decode()},  # base64, two bytes in
         {"note": quote(base64.b64encode(jpeg).decode(), safe="")},  # percent-encoded
         {"note": "a\x00b"},  # NUL: PostgreSQL cannot store it
         {"external_reference": "/9j/4AAQSkZJ"},  # media in a reference

