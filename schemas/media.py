@@ -16,8 +16,10 @@ JSON escapes (`\\u00ff`, `\\/`) are undone before searching, and line breaks are
 neither hides a signature. Each string is searched on its own: a file cut across fields,
 encoded after other base64, or hidden by an encoding not listed here, is not found; the cap on
 a flag's free-form text bounds what could be carried that way. This is a net for media sent by
-mistake or naively encoded, not a proof against a sender set on hiding bits. All patterns are compiled into one RE2 automaton,
-which runs in time linear in the text whatever the number of patterns (about 4 µs for 1.5 KB).
+mistake or naively encoded, not a proof against a sender set on hiding bits.
+
+All patterns are compiled into one RE2 automaton, which runs in time linear in the text
+whatever the number of patterns (about 4 µs for 1.5 KB).
 
 Signatures: JPEG, PNG, GIF, WebP, BMP, TIFF, HEIC and AVIF, MP4 and MOV (`ftyp`), QuickTime
 atoms (`moov`, `mdat`), WebM and Matroska (EBML), AVI. Each is long enough that random
