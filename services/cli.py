@@ -169,6 +169,33 @@ class _Progress:
         print(file=sys.stderr)
 
 
+def _parked_list(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral.parked import unresolved
+
+    rows = asyncio.run(unresolved(settings))
+    print(f"{'parked at':<26} {'topic':<24} {'partition':>9} {'offset':>10}  error (tries)  flag")
+    for m in rows:
+        print(
+            f"{m.parked_at.isoformat():<26} {m.topic:<24} {m.partition:>9} {m.offset:>10}  "
+            f"{m.error_type} ({m.tries})  {m.flag_id or '-'}"
+        )
+    print(f"{len(rows)} parked message(s) not resolved")
+    return 0
+
+
+def _parked_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral.parked import replay
+
+    results = asyncio.run(replay(settings))
+    for r in results:
+        m = r.message
+        said = f"{r.outcome} ({r.error})" if r.error else r.outcome
+        print(f"{m.topic} {m.partition}:{m.offset}  {said}")
+    stored = sum(r.outcome == "stored" for r in results)
+    print(f"{stored} of {len(results)} parked message(s) stored")
+    return 0 if stored == len(results) else 1
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -237,6 +264,15 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("file", type=Path, help="flags, one JSON document a line")
     replay.add_argument("--policy", type=Path, help="a candidate policy file to compare")
     replay.set_defaults(handler=_policy_replay)
+
+    parked = sub.add_parser("parked", help="messages the worker could not store")
+    parksub = parked.add_subparsers(dest="action", required=True)
+    parksub.add_parser("list", help="list the parked messages not resolved").set_defaults(
+        handler=_parked_list
+    )
+    parksub.add_parser(
+        "replay", help="store them again from Kafka, once their cause is fixed"
+    ).set_defaults(handler=_parked_replay)
 
     demo = sub.add_parser("demo", help="publish the sample flags and show the cases they make")
     demo.add_argument("file", type=Path)

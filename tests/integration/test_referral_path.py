@@ -30,6 +30,7 @@ from services.pipeline.settings import Settings
 from services.referral import store
 from services.referral.database import new_engine, new_sessionmaker, upgrade
 from services.referral.models import Case, ParkedMessage, Task
+from services.referral.parked import replay, unresolved
 from tests.e2e.test_pipeline import CSAE, _environment
 from tests.factories import make_flag, signal
 from tests.infra import delete_topics, isolated_settings
@@ -148,6 +149,14 @@ async def test_a_poison_task_is_parked_and_the_p0_tasks_behind_it_are_stored(
         )
         == 1
     )
+
+    # The cause fixed, a person replays it: stored, and the parked row marked resolved.
+    async with own_sessions() as session, session.begin():
+        await session.execute(text("ALTER TABLE flags DROP CONSTRAINT test_poison"))
+    (replayed,) = await replay(own_settings)
+    assert (replayed.outcome, replayed.message.offset) == ("stored", 5)
+    assert poison.task_id in await stored_task_ids(own_sessions)
+    assert await unresolved(own_settings) == []
 
 
 async def test_a_database_that_is_down_blocks_and_retries_and_is_never_dead_lettered(
