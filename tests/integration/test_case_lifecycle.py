@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Priority, ReferralTask
@@ -25,6 +26,7 @@ from services.referral.api import create_app
 from services.referral.enums import CaseStatus, Stage
 from services.referral.keys import Role, create_key
 from services.referral.models import Case
+from services.referral.sweep import SWEEP_LOCK
 from services.referral.worker import SlaSweeper
 from tests.factories import DETECTED_AT, make_flag, signal
 from tests.infra import isolated_settings
@@ -771,3 +773,26 @@ async def test_a_breach_is_labelled_with_the_priority_of_the_deadline_it_missed(
         case = await session.get(Case, case_id)
     assert case is not None
     assert (case.priority, case.status) == ("P1", CaseStatus.READY)
+
+
+async def test_one_sweeper_at_a_time_and_the_one_that_waits_keeps_no_stale_count(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Several workers sweep the same database: while one holds the sweep, another skips its
+    round and clears its overdue gauge, so `max()` over workers reads the sweeper's count."""
+    await apply(
+        own_sessions,
+        police_tasks(subject=account(), signals=[signal("coercion", 0.9)]),
+        DETECTED_AT,
+    )
+    late = DETECTED_AT + timedelta(hours=25)  # past the 24 h P1 submission deadline
+    metrics = Metrics(CollectorRegistry())
+    waiting = SlaSweeper(sessions=own_sessions, metrics=metrics, clock=Clock(late))
+    assert await waiting.sweep_once() is not None
+    assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
+    async with own_sessions() as other, other.begin():  # another worker's sweep, in progress
+        await other.execute(select(func.pg_advisory_xact_lock(SWEEP_LOCK)))
+        assert await waiting.sweep_once() is None, "the round is skipped"
+        assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 0
+    assert await waiting.sweep_once() is not None, "the lock is released with the transaction"
+    assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
