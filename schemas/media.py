@@ -256,11 +256,6 @@ def media_in_json(raw: bytes) -> str | None:
     return _scan(raw)
 
 
-def media_in_text(data: bytes) -> str | None:
-    """Say why UTF-8 text (no JSON escapes) looks like it holds media, or None."""
-    return _scan(b'"' + data)
-
-
 def embedded_media(value: str) -> str | None:
     """Say why `value` looks like embedded media (an encoded or raw image or video), or None."""
     return _scan(b'"' + value.encode("utf-8", errors="surrogatepass"))

@@ -10,7 +10,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
-from services.domain.forces import uk_forces
 from services.pipeline.kafka import client_options, new_producer
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
@@ -65,7 +64,6 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
             sessions=sessions,
             settings=settings,
             metrics=Metrics(CollectorRegistry()),
-            directory=uk_forces(),
             clock=clock,
         )
         for message in parked:

@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask
-from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
@@ -28,21 +27,12 @@ from services.pipeline.settings import Settings
 from services.referral import store, sweep
 from services.referral.database import new_engine, new_sessionmaker, transient_database_error
 from services.referral.models import ParkedMessage
-from services.referral.packets import Reporter
 
 log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def reporter_from(settings: Settings) -> Reporter:
-    return Reporter(
-        name=settings.org_name,
-        safeguarding_contact=settings.safeguarding_contact,
-        safeguarding_email=settings.safeguarding_email,
-    )
 
 
 class TaskRecorder:
@@ -55,15 +45,12 @@ class TaskRecorder:
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         metrics: Metrics,
-        directory: ForceDirectory,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._producer = producer
         self._sessions = sessions
         self._settings = settings
         self._metrics = metrics
-        self._directory = directory
-        self._reporter = reporter_from(settings)
         self._clock = clock
 
     async def __call__(self, records: Sequence[Record]) -> None:
@@ -198,12 +185,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_module.serve(metrics.registry, settings.api_host, settings.worker_metrics_port)
     engine = new_engine(settings.database_url)
     sessions = new_sessionmaker(engine)
-    directory = uk_forces()
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
-        return TaskRecorder(
-            producer, sessions=sessions, settings=settings, metrics=metrics, directory=directory
-        )
+        return TaskRecorder(producer, sessions=sessions, settings=settings, metrics=metrics)
 
     sweeper = asyncio.create_task(
         SlaSweeper(sessions=sessions, metrics=metrics).run(settings.sla_sweep_seconds, stop)

@@ -10,7 +10,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import RejectedMessage
-from services.domain.forces import uk_forces
 from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
@@ -26,9 +25,7 @@ def recorder(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], metrics: Metrics
 ) -> Callable[[AIOKafkaProducer], BatchHandler]:
     def build(producer: AIOKafkaProducer) -> BatchHandler:
-        return TaskRecorder(
-            producer, sessions=sessions, settings=settings, metrics=metrics, directory=uk_forces()
-        )
+        return TaskRecorder(producer, sessions=sessions, settings=settings, metrics=metrics)
 
     return build
 
