@@ -190,7 +190,11 @@ def _parked_replay(settings: Settings, args: argparse.Namespace) -> int:
     for r in results:
         m = r.message
         said = f"{r.outcome} ({r.error})" if r.error else r.outcome
-        print(f"{m.topic} {m.partition}:{m.offset}  {said}")
+        late = ", ".join(f"{priority} {stage}" for priority, stage in r.breaches)
+        print(
+            f"{m.topic} {m.partition}:{m.offset}  {said}"
+            + (f"; SLA breached: {late}" if late else "")
+        )
     stored = sum(r.outcome == "stored" for r in results)
     print(f"{stored} of {len(results)} parked message(s) stored")
     return 0 if stored == len(results) else 1

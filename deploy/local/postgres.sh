@@ -25,6 +25,8 @@
 #                                 full_page_writes off. For the test suite only (`make test`
 #                                 sets it): a crash of the host may lose or corrupt the data.
 #                                 Unset, the cluster keeps PostgreSQL's durable defaults.
+#   CSAE_POSTGRES_OPTIONS         more server options for a cluster this script starts
+#                                 (e.g. "-c wal_writer_delay=10s" in a test)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -234,6 +236,9 @@ launch_cluster() {
     # for synchronous_commit=on in its own transactions, which the tests rely on.
     say "UNSAFE FOR TESTS: fsync, synchronous_commit and full_page_writes off"
     opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
+  if [[ -n "${CSAE_POSTGRES_OPTIONS:-}" ]]; then
+    opts+=" ${CSAE_POSTGRES_OPTIONS}"
   fi
   if [[ -f "${LOG}" ]]; then
     mv -f "${LOG}" "${LOG}.prev"

@@ -60,9 +60,9 @@ class BatchHandler(Protocol):
         never dead-lettered. Else the error is the data's: the message is isolated."""
         ...
 
-    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+    async def park(self, record: Record, error: BaseException, tries: int) -> bool:
         """Record a message that failed `tries` times (dead letter, parked table); return once
-        that record is durable."""
+        that record is durable: True when it was not parked before."""
         ...
 
 
@@ -206,6 +206,8 @@ def broker_unavailable(error: BaseException) -> bool:
 
     A Kafka error the client marks not retriable (a message too large, say) is the message's.
     """
+    if isinstance(error, SystemicFailure):
+        return True
     if isinstance(error, (OSError, TimeoutError, KafkaTimeoutError, *_REFUSED_ACCESS)):
         return True  # an access refused is the cluster's configuration, never a message's
     return isinstance(error, KafkaError) and bool(error.retriable)
@@ -217,6 +219,11 @@ _REFUSED_ACCESS = (
     ClusterAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
+
+
+class SystemicFailure(Exception):
+    """Several messages in a row failed and none was stored between: the fault is not the
+    messages'. Treated as transient: the consumer blocks and retries instead of parking."""
 
 
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -253,11 +260,13 @@ class _Partition:
         self._settings = settings
         self._metrics = metrics
         self._stop = stop
+        self._parked_in_a_row = 0
 
     async def at_once(self, records: Sequence[Record]) -> bool:
         """One try of every record together; False on any error (transient ones counted)."""
         try:
             await self._handler(records)
+            self._parked_in_a_row = 0
             return True
         except Exception as exc:  # isolated next, partition by partition
             if self._handler.is_transient(exc):
@@ -268,10 +277,9 @@ class _Partition:
             )
             return False
 
-    async def process(self, records: Sequence[Record]) -> bool:
-        """True once every record is stored or parked; False when a transient fault outlasted
-        `batch_retry_seconds` (or a stop was asked): the records are to be fetched again."""
-        deadline = time.monotonic() + self._settings.batch_retry_seconds
+    async def process(self, records: Sequence[Record], deadline: float) -> bool:
+        """True once every record is stored or parked; False when a transient fault lasted until
+        `deadline` (or a stop was asked): the records are to be fetched again."""
         delay = 0.2
         while True:
             try:
@@ -289,6 +297,7 @@ class _Partition:
                 )
             if self._stop.is_set() or time.monotonic() + delay > deadline:
                 return False
+            delay = min(delay, max(deadline - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             delay = min(delay * 2, 10.0)
@@ -298,6 +307,7 @@ class _Partition:
         A transient error propagates: it is no message's fault."""
         try:
             await self._handler(records)
+            self._parked_in_a_row = 0
             return
         except Exception as exc:
             if self._handler.is_transient(exc):
@@ -315,12 +325,18 @@ class _Partition:
             await asyncio.sleep(0.05 * tries)  # a moment for a lock or a race to clear
             try:
                 await self._handler([record])
+                self._parked_in_a_row = 0
                 return
             except Exception as exc:
                 if self._handler.is_transient(exc):
                     raise
                 error = exc
                 tries += 1
+        if self._parked_in_a_row >= self._settings.parked_in_a_row_limit:
+            # Message after message failing, none stored between: a bug of ours or a schema out
+            # of step, not bad data. Block and page (batch failures) rather than park them all.
+            raise SystemicFailure(type(error).__name__)
+        self._parked_in_a_row += 1
         log.error(  # the error's type only: its text may quote the message's values
             "message could not be processed; parked",
             extra={
@@ -332,8 +348,8 @@ class _Partition:
                 "tries": tries,
             },
         )
-        await self._handler.park(record, error, tries)
-        self._metrics.unprocessable.labels(self._group, record.topic).inc()
+        if await self._handler.park(record, error, tries):  # counted once, however re-read
+            self._metrics.unprocessable.labels(self._group, record.topic).inc()
 
 
 async def _commit_owned(
@@ -392,9 +408,9 @@ async def consume_in_batches(
     # Below the database pool's size, so partitions processed at once never wait for connections.
     at_once = asyncio.Semaphore(settings.partitions_at_once)
 
-    async def alone(records: Sequence[Record]) -> bool:
+    async def alone(records: Sequence[Record], deadline: float) -> bool:
         async with at_once:
-            return await partition.process(records)
+            return await partition.process(records, deadline)
 
     while not stop.is_set():
         batches = await _fetch(consumer, settings.batch_max_records)
@@ -406,7 +422,10 @@ async def consume_in_batches(
         if await partition.at_once([r for records in batches.values() for r in records]):
             done = [True] * len(batches)
         else:
-            done = await asyncio.gather(*(alone(records) for records in batches.values()))
+            # One deadline for them all, so a fetch is handed back within `batch_retry_seconds`
+            # (well inside max_poll_interval) however many partitions wait their turn.
+            deadline = time.monotonic() + settings.batch_retry_seconds
+            done = await asyncio.gather(*(alone(records, deadline) for records in batches.values()))
         offsets: dict[TopicPartition, int] = {}
         for (tp, records), stored in zip(batches.items(), done, strict=True):
             if stored:
@@ -482,6 +501,11 @@ async def run_consumer_service(
     admin = AIOKafkaAdminClient(**client_options(settings))
     ownership = _Ownership(group)
     consumer.subscribe(list(topics), listener=ownership)
+    # Export the counters that alerts watch at 0 from the start: `increase()` cannot see the
+    # first event of a series that appears with it.
+    metrics.batch_failures.labels(group)
+    for topic in topics:
+        metrics.unprocessable.labels(group, topic)
     await producer.start()
     try:
         await consumer.start()

@@ -87,6 +87,11 @@ class Metrics:
             ["group", "topic"],
             registry=registry,
         )
+        self.parked_messages = Gauge(
+            "csae_parked_messages",
+            "Parked messages no one has resolved yet (csae parked list), at the last SLA sweep.",
+            registry=registry,
+        )
         self.cases_overdue = Gauge(
             "csae_cases_overdue",
             "Open cases past the deadline of the stage they wait in, at the last SLA sweep.",
@@ -110,6 +115,11 @@ class Metrics:
             ["destination", "status"],
             registry=registry,
         )
+        # Exported at 0 from the start, so `increase()` sees a first breach (a series that
+        # appears with its first event shows no increase).
+        for priority in ("P0", "P1", "P2", "P3"):
+            for stage in ("review", "ready", "submitted"):
+                self.sla_breaches.labels(priority, stage)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

@@ -36,13 +36,16 @@ class Settings(BaseSettings):
 
     max_flag_bytes: int = Field(default=256 * 1024, ge=1024)
     batch_max_records: int = Field(default=500, ge=1)
-    batch_retry_seconds: float = Field(default=60.0, gt=0)
+    batch_retry_seconds: float = Field(default=15.0, gt=0)
     """How long a failing batch is retried before it is handed back to Kafka and fetched again."""
     partitions_at_once: int = Field(default=4, ge=1)
     """After a failed batch, how many partitions are retried at once, each in its own
     transaction (kept below the database pool's size)."""
     poison_tries: int = Field(default=3, ge=1)
     """How many times a message whose data cannot be stored is tried before it is parked."""
+    parked_in_a_row_limit: int = Field(default=3, ge=1)
+    """After this many messages parked in a row with none stored between, the consumer stops
+    parking and blocks (a bug or a schema out of step, not bad data): it pages instead."""
     lag_interval_seconds: float = Field(default=10.0, gt=0)
     """How often each consumer reads its group's lag from the broker."""
 

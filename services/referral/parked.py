@@ -10,6 +10,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
+from schemas.referral import Decision, ReferralTask
+from services.pipeline.decode import Refusal, decode
 from services.pipeline.kafka import client_options, new_producer
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
@@ -22,12 +24,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
-    """What replaying one parked message did: `stored`, `failed` (with the error's type) or
-    `gone` (the topic no longer holds the offset: its retention passed)."""
+    """What replaying one parked message did: `stored`, `failed` (with the error's type),
+    `refused` (its contract refuses it now: with the reason) or `gone` (the topic no longer holds
+    the offset: its retention passed). Only a stored one is marked resolved."""
 
     message: ParkedMessage
     outcome: str
     error: str | None = None
+    breaches: tuple[tuple[str, str], ...] = ()
+    """SLA breaches (priority, stage) the stored task made: late by now, most likely. They are
+    said here: a replay runs outside the worker, whose counters page on breaches."""
+
+
+def _breaches(metrics: Metrics) -> tuple[tuple[str, str], ...]:
+    found = []
+    for family in metrics.sla_breaches.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.value > 0:
+                found += [(sample.labels["priority"], sample.labels["stage"])] * int(sample.value)
+    return tuple(found)
 
 
 async def unresolved(settings: Settings) -> list[ParkedMessage]:
@@ -59,14 +74,11 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
     await consumer.start()
     done: list[Replayed] = []
     try:
-        recorder = TaskRecorder(
-            producer,
-            sessions=sessions,
-            settings=settings,
-            metrics=Metrics(CollectorRegistry()),
-            clock=clock,
-        )
         for message in parked:
+            metrics = Metrics(CollectorRegistry())
+            recorder = TaskRecorder(
+                producer, sessions=sessions, settings=settings, metrics=metrics, clock=clock
+            )
             tp = TopicPartition(message.topic, message.partition)
             consumer.assign([tp])
             consumer.seek(tp, message.offset)
@@ -74,6 +86,11 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
             records = [r for r in batch.get(tp, []) if r.offset == message.offset]
             if not records:
                 done.append(Replayed(message, "gone"))
+                continue
+            model = ReferralTask if message.topic == settings.topic_referrals else Decision
+            refusal = decode(records[0].value, model, max_bytes=settings.max_flag_bytes * 2)
+            if isinstance(refusal, Refusal):
+                done.append(Replayed(message, "refused", refusal.reason.value))
                 continue
             try:
                 await recorder(records)
@@ -90,7 +107,7 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
                     )
                     .values(resolved_at=clock())
                 )
-            done.append(Replayed(message, "stored"))
+            done.append(Replayed(message, "stored", breaches=_breaches(metrics)))
             log.info(
                 "parked message replayed",
                 extra={

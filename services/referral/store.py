@@ -539,7 +539,22 @@ async def _materialise(
     return await session.get(PacketRecord, (case.case_id, version), populate_existing=True)
 
 
-async def park(*, session: AsyncSession, message: ParkedMessage) -> None:
-    """Keep a message that could not be stored, for a person; parking it twice changes nothing."""
+async def park(*, session: AsyncSession, message: ParkedMessage) -> bool:
+    """Keep a message that could not be stored, for a person; parking it twice changes nothing.
+    True when it was not parked before."""
     values = {c.key: getattr(message, c.key) for c in ParkedMessage.__table__.columns}
-    await session.execute(insert(ParkedMessage).values(values).on_conflict_do_nothing())
+    inserted = await session.scalars(
+        insert(ParkedMessage)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(ParkedMessage.offset)
+    )
+    return inserted.first() is not None
+
+
+async def unresolved_parked(*, session: AsyncSession) -> int:
+    """How many parked messages no one has resolved yet."""
+    count = await session.scalar(
+        select(func.count()).select_from(ParkedMessage).where(ParkedMessage.resolved_at.is_(None))
+    )
+    return count or 0

@@ -104,7 +104,7 @@ class TaskRecorder:
     def is_transient(self, error: BaseException) -> bool:
         return broker_unavailable(error) or transient_database_error(error)
 
-    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+    async def park(self, record: Record, error: BaseException, tries: int) -> bool:
         """Keep the message for a person (parked table) and say why on the dead-letter topic."""
         s = self._settings
         now = self._clock()
@@ -112,7 +112,7 @@ class TaskRecorder:
         letter = dead_letter(record, refusal, group=s.referral_group, now=now)
         async with self._sessions() as session, session.begin():
             await store.enable_durable_commit(session)
-            await store.park(
+            new = await store.park(
                 session=session,
                 message=ParkedMessage(
                     topic=record.topic,
@@ -127,8 +127,11 @@ class TaskRecorder:
                     parked_at=now,
                 ),
             )
+        # Sent again when re-parked (a send that failed last time is not lost), counted once.
         await produce_all(self._producer, [(s.topic_dlq, None, letter.model_dump_json().encode())])
-        self._metrics.dlq_messages.labels(record.topic, refusal.reason.value).inc()
+        if new:
+            self._metrics.dlq_messages.labels(record.topic, refusal.reason.value).inc()
+        return new
 
 
 class SlaSweeper:
@@ -146,8 +149,10 @@ class SlaSweeper:
         self._clock = clock
 
     async def sweep_once(self) -> sweep.Sweep | None:
-        """One sweep; None when another worker is sweeping now (this one skips the round)."""
+        """One sweep; None when another worker is sweeping now (this one skips the round).
+        Every worker also reads how many parked messages wait for a person."""
         async with self._sessions() as session, session.begin():
+            self._metrics.parked_messages.set(await store.unresolved_parked(session=session))
             found = await sweep.sweep_sla(session=session, now=self._clock())
         if found is None:
             # Another worker is sweeping: its gauge is the truth, and with max() over workers

@@ -123,7 +123,7 @@ class FlagRouter:
     def is_transient(self, error: BaseException) -> bool:
         return broker_unavailable(error)
 
-    async def park(self, record: Record, error: BaseException, tries: int) -> None:
+    async def park(self, record: Record, error: BaseException, tries: int) -> bool:
         """A flag the router failed on again and again: said so on the dead-letter topic."""
         refusal = unprocessable(record.value, flag_id_in(record.value), type(error).__name__)
         letter = dead_letter(record, refusal, group=self._settings.router_group, now=self._clock())
@@ -131,6 +131,7 @@ class FlagRouter:
             self._producer, [(self._settings.topic_dlq, None, letter.model_dump_json().encode())]
         )
         self._count([], [(record.topic, refusal.reason.value)])
+        return True
 
     def _count(self, routed: list[Routing], refused: list[tuple[str, str]]) -> None:
         """Count a batch: each labelled counter once, by how many (a label lookup per flag would

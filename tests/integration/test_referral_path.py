@@ -31,6 +31,7 @@ from services.referral import store
 from services.referral.database import new_engine, new_sessionmaker, upgrade
 from services.referral.models import Case, ParkedMessage, Task
 from services.referral.parked import replay, unresolved
+from services.referral.worker import SlaSweeper
 from tests.e2e.test_pipeline import CSAE, _environment
 from tests.factories import make_flag, signal
 from tests.infra import delete_topics, isolated_settings
@@ -150,6 +151,11 @@ async def test_a_poison_task_is_parked_and_the_p0_tasks_behind_it_are_stored(
         == 1
     )
 
+    # It pages while it waits: every worker's sweep reads the parked count.
+    sweeper = SlaSweeper(sessions=own_sessions, metrics=metrics)
+    await sweeper.sweep_once()
+    assert metrics.registry.get_sample_value("csae_parked_messages") == 1
+
     # The cause fixed, a person replays it: stored, and the parked row marked resolved.
     async with own_sessions() as session, session.begin():
         await session.execute(text("ALTER TABLE flags DROP CONSTRAINT test_poison"))
@@ -157,10 +163,45 @@ async def test_a_poison_task_is_parked_and_the_p0_tasks_behind_it_are_stored(
     assert (replayed.outcome, replayed.message.offset) == ("stored", 5)
     assert poison.task_id in await stored_task_ids(own_sessions)
     assert await unresolved(own_settings) == []
+    await sweeper.sweep_once()
+    assert metrics.registry.get_sample_value("csae_parked_messages") == 0
+
+
+async def test_messages_failing_one_after_another_block_instead_of_all_being_parked(
+    own_settings: Settings, own_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A bug of ours or a schema out of step fails every message: after a few parked in a row
+    with none stored between, the worker stops parking, blocks, and pages (batch failures)."""
+    async with own_sessions() as session, session.begin():
+        await session.execute(text("ALTER TABLE flags ADD CONSTRAINT test_all CHECK (false)"))
+    tasks = p0_tasks(12)
+    await produce_tasks(own_settings, tasks, partition=0)
+    metrics = Metrics(CollectorRegistry())
+    group = own_settings.referral_group
+
+    async def until_blocked() -> None:
+        await until(
+            lambda: (
+                (
+                    metrics.registry.get_sample_value("csae_batch_failures_total", {"group": group})
+                    or 0
+                )
+                >= 3
+            ),
+            "the worker blocked",
+        )
+
+    await run_worker_until(own_settings, own_sessions, metrics, until_blocked)
+    async with own_sessions() as session:
+        parked = await store.unresolved_parked(session=session)
+    limit = own_settings.parked_in_a_row_limit
+    assert parked == limit, "a few parked, then no more"
+    committed, _ = await committed_and_end(own_settings, own_settings.topic_referrals, group)
+    assert committed == 0, "the batch holding them is fetched again once the cause is fixed"
 
 
 async def test_a_database_that_is_down_blocks_and_retries_and_is_never_dead_lettered(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     tasks = p0_tasks(3)
     await produce_tasks(settings, tasks)
@@ -197,6 +238,8 @@ async def test_a_database_that_is_down_blocks_and_retries_and_is_never_dead_lett
         )
         or 0
     ) == 0
+    # Not even tried as a message's fault: no message was isolated for parking.
+    assert "parked" not in caplog.text
     _, dlq_end = await committed_and_end(settings, settings.topic_dlq, settings.referral_group)
     assert dlq_end == 0, "a transient fault is never dead-lettered"
 
@@ -274,6 +317,9 @@ async def test_nothing_acknowledged_is_lost_when_the_database_crashes_after_a_co
         "CSAE_LOCAL_DIR": str(tmp_path / "pg"),
         "CSAE_DATABASE_URL": url,
         "CSAE_POSTGRES_UNSAFE_FOR_TESTS": "1",
+        # The WAL writer would flush an asynchronous commit within 200 ms by itself: slowed
+        # down, only the worker's own synchronous commit can have put it on disk.
+        "CSAE_POSTGRES_OPTIONS": "-c wal_writer_delay=10s",
     }
     await asyncio.to_thread(_postgres, "start", env)
     try:
@@ -344,6 +390,8 @@ async def test_a_second_worker_joining_mid_stream_loses_nothing_and_adds_no_vers
 ) -> None:
     tasks = p0_tasks(1200)
     await produce_tasks(settings, tasks)
+    # Small batches, and a first worker slowed a little, so the second joins mid-stream.
+    settings = settings.model_copy(update={"batch_max_records": 20})
     first_metrics, second_metrics = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
 
     async def join_midway_then_finish() -> None:
@@ -363,7 +411,9 @@ async def test_a_second_worker_joining_mid_stream_loses_nothing_and_adds_no_vers
 
         await run_worker_until(settings, sessions, second_metrics, all_committed)
 
-    await run_worker_until(settings, sessions, first_metrics, join_midway_then_finish)
+    await run_worker_until(settings, sessions, first_metrics, join_midway_then_finish, pause=0.05)
+    assert _written(first_metrics) > 0
+    assert _written(second_metrics) > 0, "the second worker took partitions mid-stream"
 
     ids = {t.task_id for t in tasks}
     assert ids <= await stored_task_ids(sessions)
@@ -377,6 +427,20 @@ async def test_a_second_worker_joining_mid_stream_loses_nothing_and_adds_no_vers
         ).all()
     assert len(versions) == len(tasks)
     assert set(versions) == {(1, 1)}, "a redelivered task made no extra version"
+
+
+def _sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float | None:
+    value: float | None = metrics.registry.get_sample_value(name, labels)
+    return value
+
+
+def _written(metrics: Metrics) -> float:
+    return sum(
+        sample.value
+        for family in metrics.cases_written.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
 
 
 async def test_a_worker_paused_past_its_session_resumes_without_crashing(

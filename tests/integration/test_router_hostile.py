@@ -117,9 +117,10 @@ async def test_hostile_messages_get_one_dead_letter_each_and_leave_no_trace(
             settings, settings.topic_flags, settings.router_group, len(values), within=60
         )
         assert committed == len(values)
-        await wait_for_commit(
+        stored = await wait_for_commit(
             settings, settings.topic_decisions, settings.referral_group, len(valid), within=60
         )
+        assert stored == len(valid)
 
     await run_worker_until(settings, sessions, Metrics(CollectorRegistry()), until_stored)
 

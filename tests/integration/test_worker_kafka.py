@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import RejectedMessage
-from services.pipeline.kafka import BatchHandler, new_producer, run_consumer_service
+from services.pipeline.kafka import BatchHandler, Record, new_producer, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral import queries, store
@@ -22,10 +22,21 @@ from tests.kafka_reading import committed_and_end, read_topic, wait_for_commit
 
 
 def recorder(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], metrics: Metrics
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    metrics: Metrics,
+    pause: float = 0.0,
 ) -> Callable[[AIOKafkaProducer], BatchHandler]:
+    """The worker's handler; with `pause`, one that takes that long longer over each batch."""
+
+    class Slowed(TaskRecorder):
+        async def __call__(self, records: Sequence[Record]) -> None:
+            await super().__call__(records)
+            await asyncio.sleep(pause)
+
     def build(producer: AIOKafkaProducer) -> BatchHandler:
-        return TaskRecorder(producer, sessions=sessions, settings=settings, metrics=metrics)
+        kind = Slowed if pause else TaskRecorder
+        return kind(producer, sessions=sessions, settings=settings, metrics=metrics)
 
     return build
 
@@ -35,6 +46,7 @@ async def run_worker_until(
     sessions: async_sessionmaker[AsyncSession],
     metrics: Metrics,
     done: Callable[[], Awaitable[None]],
+    pause: float = 0.0,
 ) -> None:
     stop = asyncio.Event()
     running = asyncio.create_task(
@@ -43,7 +55,7 @@ async def run_worker_until(
             group=settings.referral_group,
             topics=[settings.topic_referrals, settings.topic_decisions],
             metrics=metrics,
-            build_handler=recorder(settings, sessions, metrics),
+            build_handler=recorder(settings, sessions, metrics, pause),
             stop=stop,
         )
     )

@@ -164,7 +164,9 @@ ENCODINGS: dict[str, Callable[[bytes], str]] = {
     "percent": lambda data: "".join(f"%{byte:02X}" for byte in data),
     "percent-base64": lambda data: quote(base64.b64encode(data).decode(), safe=""),
     "data-uri": lambda data: "data:image/png;base64," + base64.b64encode(data).decode(),
-    "percent-data-uri": lambda data: quote("data:image/png;base64,", safe="") + "AAAA",
+    "percent-data-uri": lambda data: quote(
+        "data:image/png;base64," + base64.b64encode(data).decode(), safe=""
+    ),
     "raw": lambda data: data.decode("latin-1"),
 }
 
@@ -236,11 +238,9 @@ def _corpus(rng: random.Random) -> dict[str, list[str]]:
     }
 
 
-def test_the_false_positive_rate_on_ordinary_metadata_is_below_one_in_100000() -> None:
+def test_no_ordinary_metadata_in_a_seeded_corpus_is_taken_for_media() -> None:
     corpus = _corpus(random.Random(20261202))
     flagged = {kind: [v for v in values if embedded_media(v)] for kind, values in corpus.items()}
     assert flagged["sha256 hex"] == [], "digests are never media"
     assert flagged["pdq hex"] == [], "digests are never media"
-    total = sum(len(values) for values in corpus.values())
-    false = sum(len(values) for values in flagged.values())
-    assert false / total < 1e-5, {kind: values[:3] for kind, values in flagged.items() if values}
+    assert {kind: values for kind, values in flagged.items() if values} == {}
