@@ -96,7 +96,7 @@ async def test_cases_stored_before_the_lifecycle_keep_honest_clocks_after_upgrad
                 )
                 for stage in ("review", "ready", "submitted")
             }
-            assert breaches == {"review": 1.0, "ready": None, "submitted": None}
+            assert breaches == {"review": 1.0, "ready": 0.0, "submitted": 0.0}
         finally:
             await engine.dispose()
     finally:
