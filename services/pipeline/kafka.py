@@ -401,9 +401,10 @@ async def consume_in_batches(
     stop: asyncio.Event,
     ownership: _Ownership | None = None,
 ) -> None:
-    """Fetch batches and process each partition's records on its own, at once; commit each
-    partition's offsets once its records are stored (or parked). A partition whose records hit
-    a transient fault for too long is handed back (fetched again) without holding the others."""
+    """Fetch batches and store them: all partitions' records in one go when all is well, else
+    each partition's on its own (halving until a failing message is found, which is parked).
+    Each partition's offsets are committed once its records are stored or parked; a partition
+    whose records hit a transient fault until the deadline is handed back (fetched again)."""
     partition = _Partition(handler, group=group, settings=settings, metrics=metrics, stop=stop)
     # Below the database pool's size, so partitions processed at once never wait for connections.
     at_once = asyncio.Semaphore(settings.partitions_at_once)
