@@ -46,10 +46,11 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.settings import Settings
 from services.referral import store
-from services.referral.database import new_engine, new_sessionmaker, upgrade
+from services.referral.database import new_engine, new_sessionmaker
 from services.router.policy import default_policy
 from services.router.routing import route
 from tests.factories import flag_document, make_flag, signal
+from tests.infra import create_database, drop_database
 
 CSAE = Path(sys.executable).with_name("csae")
 PARTITIONS = 12
@@ -118,18 +119,6 @@ def plain_dsn(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-async def create_database(base_url: str, name: str) -> str:
-    """A fresh database `name` on the server of `base_url`, migrated; returns its URL."""
-    admin = await asyncpg.connect(plain_dsn(base_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, url)
-    return url
-
-
 async def durability(dsn: str) -> str:
     """The server's settings that decide what a commit costs: figures differ a lot without them."""
     connection = await asyncpg.connect(dsn)
@@ -138,14 +127,6 @@ async def durability(dsn: str) -> str:
         return ", ".join(values)
     finally:
         await connection.close()
-
-
-async def drop_database(base_url: str, name: str) -> None:
-    admin = await asyncpg.connect(plain_dsn(base_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def free_port() -> int:
@@ -572,9 +553,7 @@ async def main() -> None:
     """Run the pipeline benchmark on the broker and database of `Settings()`, then clean up."""
     bench = BenchSettings()
     run = uuid4().hex[:10]
-    base = Settings()
-    name = f"csae_bench_{run}"
-    database_url = await create_database(base.database_url, name)
+    database_url = await create_database()  # on the server of CSAE_DATABASE_URL, migrated
     try:
         settings = run_settings(run, database_url)
         raw_topic = f"bench.{run}.raw"
@@ -595,4 +574,4 @@ async def main() -> None:
         print("pipeline: store cost, in-process", file=sys.stderr)
         report_store(await store_cost(database_url, bench, run), bench)
     finally:
-        await drop_database(base.database_url, name)
+        await drop_database(database_url)
