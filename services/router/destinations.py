@@ -12,6 +12,8 @@
   destinations as above. Only the police where the child is can reach the child now.
 """
 
+from functools import lru_cache
+
 from schemas.flag import Location, ModerationFlag, SignalCategory
 from schemas.referral import Criterion, Destination, DestinationKind
 from services.domain.forces import ForceDirectory
@@ -20,6 +22,21 @@ from services.domain.mechanisms import (
     MECHANISMS,
     UK,
 )
+
+
+@lru_cache(maxsize=1024)
+def police(force_id: str) -> Destination:
+    """A UK force's destination, made (and validated) once: destinations are few and frozen."""
+    return Destination(kind=DestinationKind.POLICE, force_id=force_id)
+
+
+@lru_cache(maxsize=1024)
+def abroad(mechanism: str, country: str) -> Destination:
+    """A country's mechanism (or its local police), made once."""
+    return Destination(kind=DestinationKind.INTL, mechanism=mechanism, country=country)
+
+
+IWF = Destination(kind=DestinationKind.IWF)
 
 
 def _force_at(location: Location | None, directory: ForceDirectory) -> str | None:
@@ -83,10 +100,8 @@ def emergency_route(
     if location is None:
         return None
     if location.country == UK:
-        return Destination(
-            kind=DestinationKind.POLICE, force_id=police_force(flag, directory, home_force_id)
-        )
-    return Destination(kind=DestinationKind.INTL, mechanism=LOCAL_POLICE, country=location.country)
+        return police(police_force(flag, directory, home_force_id))
+    return abroad(LOCAL_POLICE, location.country)
 
 
 def plan(
@@ -121,14 +136,11 @@ def _for_organisation(
     if country != UK:
         entry = MECHANISMS.get(country)
         mechanism = entry.mechanism if entry else LOCAL_POLICE
-        abroad = (
+        mechanisms = (
             [mechanism] if mechanism == LOCAL_POLICE or not emergency else [LOCAL_POLICE, mechanism]
         )
-        return [
-            Destination(kind=DestinationKind.INTL, mechanism=m, country=country) for m in abroad
-        ]
-    force_id = police_force(flag, directory, home_force_id)
-    destinations = [Destination(kind=DestinationKind.POLICE, force_id=force_id)]
+        return [abroad(m, country) for m in mechanisms]
+    destinations = [police(police_force(flag, directory, home_force_id))]
     if Criterion.IIOC in criteria and may_be_shared_elsewhere(flag):
-        destinations.append(Destination(kind=DestinationKind.IWF))
+        destinations.append(IWF)
     return destinations

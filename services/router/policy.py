@@ -13,8 +13,9 @@ is (`Fired.contract`).
 """
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal, NamedTuple, TypeVar
@@ -41,6 +42,7 @@ CATEGORY_CRITERION: dict[SignalCategory, Criterion | None] = {
 }
 MAX_MATCHED = 16
 """`FiredRule.matched` holds at most 16 conditions."""
+VERDICTS_KEPT = 4096
 
 _HASH_KINDS: tuple[str | None, ...] = (None, "exact", "perceptual")
 _Key = tuple[SourceKind, SignalCategory, bool, str | None]
@@ -251,8 +253,13 @@ class Policy:
         init=False, repr=False, compare=False
     )
     """For each source kind, category, danger and hash-match kind, the rules that may fire."""
+    verdicts: "dict[tuple[tuple[Fired, ...], bool], Verdict]" = field(
+        init=False, repr=False, compare=False
+    )
+    """Verdicts made so far, by the rules that fired and danger (see `_verdict`)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "verdicts", {})
         required = {rule_id for e in self.escalations for line in e.requires for rule_id in line}
         object.__setattr__(self, "escalated_from", frozenset(required))
         candidates = {
@@ -286,22 +293,17 @@ class Fired(NamedTuple):
     matched: tuple[str, ...]
 
     def contract(self) -> FiredRule:
-        return _fired_rule(self)
-
-
-@lru_cache(maxsize=4096)
-def _fired_rule(fired: Fired) -> FiredRule:
-    """The contract of a fired rule; the same rule firing the same way makes the same (frozen)
-    record, so it is made once. Built from a validated policy and flag, so not validated again
-    (the consumers validate every message they read; the tests check routing's output)."""
-    return FiredRule.model_construct(
-        rule_id=fired.rule_id,
-        mode=fired.mode,
-        outcome=fired.outcome,
-        priority=fired.priority,
-        criteria=list(fired.criteria),
-        matched=list(fired.matched),
-    )
+        """The contract of a fired rule. Built from a validated policy and flag, so not
+        validated again (the consumers validate every message they read; the tests check
+        routing's output)."""
+        return FiredRule.model_construct(
+            rule_id=self.rule_id,
+            mode=self.mode,
+            outcome=self.outcome,
+            priority=self.priority,
+            criteria=list(self.criteria),
+            matched=list(self.matched),
+        )
 
 
 class Verdict(NamedTuple):
@@ -316,6 +318,11 @@ class Verdict(NamedTuple):
     referred: tuple[Criterion, ...] = ()
     """For a refer, the criteria that active refer rules established: what its referrals carry.
     A criterion only a review rule established is not referred unseen (see `_combine`)."""
+    rules: tuple[FiredRule, ...] = ()
+    """`fired` as contracts, made once per verdict (see `_verdict`)."""
+    rules_json: bytes = b"[]"
+    active_json: bytes = b"[]"
+    """`rules`, and the active ones alone, as JSON: spliced into the decision and the tasks."""
 
     @property
     def active(self) -> tuple[Fired, ...]:
@@ -354,12 +361,42 @@ def evaluate(policy: Policy, flag: ModerationFlag) -> Verdict:
                     (*flag_held, *held[position])[:MAX_MATCHED],
                 )
             )
-    if policy.escalated_from.intersection([rule.rule_id for rule in fired]):
-        fired.extend(_escalations(policy.escalations, fired))
-    return _combine(flag, tuple(fired))
+    danger = True in [signal.immediate_danger for signal in flag.signals]
+    return _verdict(policy, tuple(fired), danger)
 
 
-def _escalations(escalations: tuple[Escalation, ...], fired: list[Fired]) -> list[Fired]:
+def _verdict(policy: Policy, fired: tuple[Fired, ...], danger: bool) -> Verdict:
+    """The verdict from the rules that fired: escalations added, then combined. Made once per
+    policy for the same rules firing the same way (a rule's conditions in words hold its
+    thresholds, never a flag's own values), so the patterns a platform's traffic repeats cost
+    a lookup. The memo is bounded: emptied when it holds `VERDICTS_KEPT` verdicts."""
+    memo = policy.verdicts
+    verdict = memo.get((fired, danger))
+    if verdict is None:
+        if len(memo) >= VERDICTS_KEPT:
+            memo.clear()
+        every = fired
+        if policy.escalated_from.intersection([rule.rule_id for rule in fired]):
+            every = (*fired, *_escalations(policy.escalations, fired))
+        verdict = memo[fired, danger] = _rendered(_combine(danger, every))
+    return verdict
+
+
+def _rendered(verdict: Verdict) -> Verdict:
+    """The verdict with its fired rules as contracts and as JSON."""
+    rules = tuple(fired.contract() for fired in verdict.fired)
+    return verdict._replace(
+        rules=rules,
+        rules_json=_json_list(rules),
+        active_json=_json_list(rule for rule in rules if rule.mode == "active"),
+    )
+
+
+def _json_list(rules: Iterable[FiredRule]) -> bytes:
+    return b"[" + b",".join(rule.model_dump_json().encode() for rule in rules) + b"]"
+
+
+def _escalations(escalations: tuple[Escalation, ...], fired: tuple[Fired, ...]) -> list[Fired]:
     """The escalations whose required rules fired (active ones only, for an active escalation)."""
     active = {rule.rule_id: rule for rule in fired if rule.mode == "active"}
     every: dict[str, Fired] | None = None
@@ -392,8 +429,7 @@ def _escalations(escalations: tuple[Escalation, ...], fired: list[Fired]) -> lis
     return escalated
 
 
-def _combine(flag: ModerationFlag, fired: tuple[Fired, ...]) -> Verdict:
-    danger = True in [signal.immediate_danger for signal in flag.signals]
+def _combine(danger: bool, fired: tuple[Fired, ...]) -> Verdict:
     active = [rule for rule in fired if rule.mode == "active"]
     if not active:
         return Verdict(Outcome.NONE, None, (), danger, fired)

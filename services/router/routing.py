@@ -20,11 +20,42 @@ from services.domain.forces import ForceDirectory
 from services.router import destinations
 from services.router.policy import Policy, Verdict, evaluate
 
+_RULES = {"rules"}  # sets: pydantic takes them faster than frozensets
+_RULES_AND_FLAG = {"rules", "flag"}
+_BEFORE_POLICY_VERSION = b',"policy_version":'
+
 
 @dataclass(frozen=True, slots=True)
 class Routing:
     decision: Decision
     tasks: tuple[ReferralTask, ...]
+    verdict: Verdict | None = None
+    """What the policy said: its rules' JSON (made once per verdict) is spliced into the
+    decision's and each task's, instead of serialising them again for every record."""
+
+    def decision_json(self) -> bytes:
+        """`decision.model_dump_json()`, byte for byte (a test compares them)."""
+        if self.verdict is None:
+            return self.decision.model_dump_json().encode()
+        head = self.decision.model_dump_json(exclude=_RULES).encode()
+        return _with_rules(head, self.verdict.rules_json)
+
+    def task_json(self, task: ReferralTask, flag_json: bytes) -> bytes:
+        """`task.model_dump_json()` with `flag_json` (the flag's own bytes, decoded and
+        validated already) in place of serialising the flag again for every task."""
+        if self.verdict is None:
+            head = task.model_dump_json(exclude={"flag"}).encode()
+        else:
+            head = task.model_dump_json(exclude=_RULES_AND_FLAG).encode()
+            head = _with_rules(head, self.verdict.active_json)
+        return head[:-1] + b',"flag":' + flag_json + b"}"
+
+
+def _with_rules(head: bytes, rules: bytes) -> bytes:
+    """`rules` put back where the contracts have them, before `policy_version`. The first
+    `,"policy_version":` is that key: a quote inside a JSON string is always escaped."""
+    at = head.index(_BEFORE_POLICY_VERSION)
+    return b"".join((head[:at], b',"rules":', rules, head[at:]))
 
 
 def case_key(flag: ModerationFlag, destination: Destination) -> str:
@@ -97,9 +128,13 @@ def route(
     """The decision for `flag` (every rule that fired) and its referral tasks."""
     verdict = evaluate(policy, flag)
     planned = _planned(flag, verdict, directory, home_force_id)
-    rules = [fired.contract() for fired in verdict.fired]  # built once, shared by every task
+    rules = list(verdict.rules)  # built once per verdict, shared by every task
     active = [rule for rule in rules if rule.mode == "active"]
-    decision = Decision(
+    # Constructed, not validated again (validating costs twice as much): every value comes
+    # from the validated flag and policy; consumers validate each message they read, and the
+    # tests check this output against the contract.
+    decision = Decision.model_construct(
+        schema_version=1,
         flag_id=flag.flag_id,
         outcome=verdict.outcome,
         priority=verdict.priority,
@@ -111,9 +146,6 @@ def route(
         detected_at=flag.detected_at,
         decided_at=now,
     )
-    # Constructed, not validated again (validating costs twice as much): every value comes
-    # from the validated flag and policy; consumers validate each message they read, and the
-    # tests check this output against the contract.
     tasks = tuple(
         ReferralTask.model_construct(
             schema_version=1,
@@ -133,4 +165,4 @@ def route(
         )
         for task in planned
     )
-    return Routing(decision, tasks)
+    return Routing(decision, tasks, verdict)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
-from schemas.referral import Decision, ReferralTask
+from schemas.referral import Decision
 from services.domain.forces import ForceDirectory, uk_forces
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
@@ -34,13 +34,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def task_bytes(task: ReferralTask, flag_json: bytes) -> bytes:
-    """A task as JSON, with the flag's own bytes (decoded and validated already) in place of
-    serialising the flag again for every task."""
-    head = task.model_dump_json(exclude={"flag"}).encode()
-    return head[:-1] + b',"flag":' + flag_json + b"}"
 
 
 class FlagRouter:
@@ -109,11 +102,9 @@ class FlagRouter:
                 continue
             routing = result
             flag_key = str(routing.decision.flag_id).encode()
-            messages.append(
-                (s.topic_decisions, flag_key, routing.decision.model_dump_json().encode())
-            )
+            messages.append((s.topic_decisions, flag_key, routing.decision_json()))
             messages.extend(
-                (s.topic_referrals, task.case_key.encode(), task_bytes(task, record.value))
+                (s.topic_referrals, task.case_key.encode(), routing.task_json(task, record.value))
                 for task in routing.tasks
             )
             routed.append(routing)
