@@ -42,7 +42,7 @@ CATEGORY_CRITERION: dict[SignalCategory, Criterion | None] = {
 }
 MAX_MATCHED = 16
 """`FiredRule.matched` holds at most 16 conditions."""
-VERDICTS_KEPT = 4096
+VERDICTS_KEPT = 1024
 
 _HASH_KINDS: tuple[str | None, ...] = (None, "exact", "perceptual")
 _Key = tuple[SourceKind, SignalCategory, bool, str | None]
