@@ -14,16 +14,26 @@ class Mechanism:
     name: str
     website: str
     source: str
-    """Where the entry comes from: the mechanism's own page saying what it takes reports of."""
+    """Where the entry comes from: the page that was read saying the mechanism takes reports of
+    child sexual abuse material or exploitation online (its own page where one was found)."""
 
 
-MECHANISMS_AS_OF = "2026-11-26"
-"""When the table was written from its sources. Its entries were not fetched again that day (no
-network where it was written): check an entry's source before relying on it, and date the check."""
+MECHANISMS_AS_OF = "2026-12-02"
+"""When every entry's source was read, through the search tool's stored copies of the pages
+(not the live web: a copy's own date is not known). Every entry here was checked that way; the
+ones whose source is a news report or another body's page, not the mechanism's own, say so
+beside them. Read an entry's source again before relying on it, and date the check.
 
-# By the organisation's country (ISO 3166-1 alpha-2). Outside the US, Canada, Australia and New
-# Zealand these are the national INHOPE member hotlines (inhope.org lists its members); a country
-# without an entry falls back to the local police.
+Not in the table, so reported to the local police: countries whose mechanism could not be
+sourced that way (South Korea's Korea Communications Standards Commission and Cyprus's hotline
+among them: no page found saying what they take reports of) and countries without one."""
+
+# By the organisation's country (ISO 3166-1 alpha-2). Outside the US, Canada, Australia, New
+# Zealand and Taiwan these are national INHOPE member hotlines (inhope.org lists its members).
+# A mechanism id is part of a case's key: never rename one, or open cases split in two.
+# Most hotlines assess images and URLs; a grooming or sextortion report without content may be
+# passed on by them to the police, or be outside what they take (New Zealand's DIA, Offlimits'
+# Meldpunt and Malta's Childwebalert say they handle images only).
 MECHANISMS: dict[str, Mechanism] = {
     "US": Mechanism(
         "ncmec_cybertipline",
@@ -35,7 +45,7 @@ MECHANISMS: dict[str, Mechanism] = {
         "cybertip_ca",
         "Cybertip.ca, Canadian Centre for Child Protection",
         "https://www.cybertip.ca",
-        "https://www.cybertip.ca/en/report/",
+        "https://www.cybertip.ca/app/en/about",
     ),
     "AU": Mechanism(
         "accce",
@@ -46,27 +56,75 @@ MECHANISMS: dict[str, Mechanism] = {
     "NZ": Mechanism(
         "nz_dia_dcet",
         "Department of Internal Affairs, Digital Child Exploitation Team",
-        "https://www.dia.govt.nz",
-        "https://www.dia.govt.nz/Preventing-Online-Child-Sexual-Exploitation-About-the-Digital-Child-Exploitation-Team",
+        "https://www.dia.govt.nz/Digital-Safety-Report-Online-Child-Exploitation-Material",
+        "https://www.dia.govt.nz/Digital-Safety-Report-Online-Child-Exploitation-Material",
     ),
-    "IE": Mechanism("hotline_ie", "Hotline.ie", "https://hotline.ie", "https://hotline.ie"),
+    "BR": Mechanism(
+        "safernet_brasil",
+        "SaferNet Brasil",
+        "https://new.safernet.org.br",
+        # SaferNet's own report of the CSAM reports its national reporting channel shares with
+        # the authorities (the federal prosecutors, MPF).
+        "https://new.safernet.org.br/content/denuncias-de-imagens-de-abuso-e-exploracao-sexual-infantil-online-compartilhadas-pela",
+    ),
+    "JP": Mechanism(
+        "internet_hotline_center_jp",
+        "Internet Hotline Center Japan",
+        "https://www.internethotline.jp",
+        "https://www.internethotline.jp/pages/about/index",
+    ),
+    "CO": Mechanism(
+        "te_protejo",
+        "Te Protejo (Red PaPaz)",
+        "https://teprotejocolombia.org",
+        "https://teprotejocolombia.org/recursos",
+    ),
+    "ZA": Mechanism(
+        "fpb_hotline",
+        "Film and Publication Board Hotline",
+        "https://www.fpbhotline.org.za",
+        "https://www.fpbhotline.org.za/about-us.aspx",
+    ),
+    "TW": Mechanism(
+        "iwin_tw",
+        "iWIN (Institute of Watch Internet Network)",
+        "https://i.win.org.tw/iWIN/",
+        # Kinmen County Government's page: report online content breaching the child sexual
+        # exploitation law to iWIN.
+        "https://social.kinmen.gov.tw/Content_List.aspx?n=21540875FFCE4497",
+    ),
+    "IS": Mechanism(
+        "barnaheill",
+        "Barnaheill, Save the Children Iceland (tip line)",
+        "https://www.barnaheill.is",
+        # Iceland's 112 emergency line's page sends online child abuse to the Barnaheill tip line.
+        "https://www.112.is/en/abuse/digital-sexual-abuse-kids",
+    ),
+    "IE": Mechanism(
+        "hotline_ie",
+        "Hotline.ie",
+        "https://hotline.ie",
+        "https://hotline.ie/about",
+    ),
     "NL": Mechanism(
         "offlimits",
-        "Offlimits (formerly EOKM)",
-        "https://www.offlimits.nl",
-        "https://www.offlimits.nl",
+        "Offlimits Meldpunt Kinderporno (formerly EOKM)",
+        "https://www.meldpunt-kinderporno.nl",
+        "https://www.meldpunt-kinderporno.nl/wat-melden/",
     ),
     "BE": Mechanism(
         "child_focus",
         "Child Focus (stopchildporno.be)",
         "https://stopchildporno.be",
-        "https://stopchildporno.be",
+        "https://childfocus.be/en/report-child-pornography",
     ),
     "DE": Mechanism(
         "internet_beschwerdestelle",
-        "Internet-Beschwerdestelle (eco and FSM)",
-        "https://www.internet-beschwerdestelle.de",
-        "https://www.internet-beschwerdestelle.de",
+        # eco and jugendschutz.net run the other two German hotlines (medienanstalt-rlp.de); all
+        # three pass abuse material to the Bundeskriminalamt.
+        "FSM-Beschwerdestelle",
+        "https://www.fsm.de/fsm/beschwerdestelle/",
+        "https://www.fsm.de/fsm/beschwerdestelle/",
     ),
     "FR": Mechanism(
         "point_de_contact",
@@ -75,23 +133,103 @@ MECHANISMS: dict[str, Mechanism] = {
         "https://www.pointdecontact.net",
     ),
     "AT": Mechanism(
-        "stopline_at", "Stopline", "https://www.stopline.at", "https://www.stopline.at"
+        "stopline_at",
+        "Stopline",
+        "https://www.stopline.at",
+        "https://stopline.at/index.php/de/ueber-stopline/wer-ist-stopline",
     ),
     "FI": Mechanism(
         "nettivihje",
         "Nettivihje, Save the Children Finland",
         "https://www.nettivihje.fi",
-        "https://www.nettivihje.fi",
+        "https://www.pelastakaalapset.fi/tyomme/mita-teemme/lasten-suojeleminen/nettivihje/nettivihjeen-toiminta/",
     ),
     "SE": Mechanism(
-        "ecpat_se", "ECPAT Sweden hotline", "https://www.ecpat.se", "https://www.ecpat.se"
+        "ecpat_se",
+        "ECPAT Sweden hotline",
+        "https://ecpat.se/hotline/hotline-eng/",
+        "https://ecpat.se/hotline/hotline-eng/",
     ),
-    "PL": Mechanism("dyzurnet", "Dyżurnet.pl", "https://dyzurnet.pl", "https://dyzurnet.pl"),
+    "DK": Mechanism(
+        "red_barnet_anmelddet",
+        "AnmeldDet, Save the Children Denmark",
+        "https://redbarnet.dk/reportit/report/",
+        "https://redbarnet.dk/anmelddet/om-os/saadan-behandler-vi-din-anmeldelse/",
+    ),
+    "PL": Mechanism(
+        "dyzurnet", "Dyżurnet.pl", "https://dyzurnet.pl", "https://dyzurnet.pl/faq.html"
+    ),
+    "CZ": Mechanism(
+        "stoponline_cz",
+        "STOPonline.cz (CZ.NIC)",
+        "https://www.stoponline.cz",
+        "https://stoponline.cz/en/what-report/",
+    ),
+    "SK": Mechanism(
+        "ochranma_sk",
+        "OCHRÁŇMA.sk",
+        "https://ochranma.sk",
+        "https://ochranma.sk/en/o-nas/",
+    ),
     "HU": Mechanism(
         "internet_hotline_hu",
         "Internet Hotline (NMHH)",
-        "https://internethotline.hu",
-        "https://internethotline.hu",
+        "https://nmhh.hu/internethotline/",
+        "https://english.nmhh.hu/internethotline/about-us",
+    ),
+    "SI": Mechanism(
+        "spletno_oko",
+        "Spletno oko",
+        "https://www.spletno-oko.si",
+        "https://www.spletno-oko.si/english/who-are-we",
+    ),
+    "HR": Mechanism(
+        "cnzd_hotline",
+        "Centre for Missing and Abused Children hotline (CNZD)",
+        "https://cnzd.org/hotline-hr",
+        "https://cnzd.org/hotline-hr",
+    ),
+    "BG": Mechanism(
+        "safenet_bg",
+        "SafeNet.bg, Bulgarian Safer Internet Centre",
+        "https://www.safenet.bg",
+        # INHOPE's page welcoming the hotline's new operator (Association Roditeli); the earlier
+        # operator stopped in 2022 for want of funding (ecpat.org).
+        "https://www.inhope.org/EN/articles/welcoming-association-roditeli-bulgaria",
+    ),
+    "RO": Mechanism(
+        "esc_abuz",
+        "esc_ABUZ, Save the Children Romania",
+        "https://oradenet.ro/esc-abuz-en",
+        "https://www.oradenet.ro/en/esc-abuz/",
+    ),
+    "GR": Mechanism(
+        "safeline",
+        "SafeLine",
+        "https://www.safeline.gr",
+        "https://www.safeline.gr/en/about-us/",
+    ),
+    "IT": Mechanism(
+        "telefono_azzurro",
+        # Save the Children Italy's STOP-IT is Italy's other hotline; both pass reports to the
+        # Polizia Postale's CNCPO.
+        "Telefono Azzurro, Clicca e Segnala",
+        "https://azzurro.it/clicca-e-segnala/",
+        "https://azzurro.it/clicca-e-segnala/",
+    ),
+    "ES": Mechanism(
+        "incibe",
+        "INCIBE hotline",
+        "https://www.incibe.es",
+        # INHOPE's report of INCIBE's hotline agreement with Spain's prosecutors.
+        "https://inhope.org/EN/articles/incibe-signs-agreement-with-spanish-prosecutor-s-office",
+    ),
+    "PT": Mechanism(
+        "linha_internet_segura",
+        "Linha Internet Segura (APAV)",
+        "https://internetsegura.pt",
+        # A news report (Diário de Notícias, 2026-02-10) of the hotline and what it takes.
+        "https://www.dn.pt/sociedade/denncias-de-contedos-ilegais-na-linha-internet-segura-sobem-70",
     ),
     "LU": Mechanism(
         "bee_secure_stopline",
@@ -99,10 +237,31 @@ MECHANISMS: dict[str, Mechanism] = {
         "https://stopline.bee-secure.lu",
         "https://stopline.bee-secure.lu",
     ),
-    "SI": Mechanism(
-        "spletno_oko", "Spletno oko", "https://www.spletno-oko.si", "https://www.spletno-oko.si"
+    "LT": Mechanism(
+        "svarus_internetas",
+        "Švarus internetas (RRT)",
+        "https://www.svarusinternetas.lt",
+        "https://www.rrt.lt/saugesnis-internetas/interneto-karstoji-linija/",
     ),
-    "GR": Mechanism("safeline", "SafeLine", "https://www.safeline.gr", "https://www.safeline.gr"),
+    "LV": Mechanism(
+        "drossinternets_lv",
+        "Drossinternets.lv",
+        "https://drossinternets.lv",
+        # A news report (jauns.lv, 2025): report through Drossinternets.lv; the State Police act.
+        "https://jauns.lv/raksts/zinas/651386-interneta-triskarsojies-seksualu-vardarbibu-pret-berniem-saturosu-materialu-skaits",
+    ),
+    "EE": Mechanism(
+        "vihjeliin",
+        "Vihjeliin, Estonian Union for Child Welfare",
+        "https://vihjeliin.targaltinternetis.ee/en/",
+        "https://vihjeliin.targaltinternetis.ee/en/",
+    ),
+    "MT": Mechanism(
+        "childwebalert",
+        "Childwebalert (Aġenzija Appoġġ)",
+        "https://childwebalert.gov.mt",
+        "https://childwebalert.gov.mt/en/Pages/who-we-are.aspx",
+    ),
 }
 
 INTERNATIONAL_MECHANISMS: dict[str, str] = {

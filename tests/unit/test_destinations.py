@@ -240,8 +240,9 @@ def _abroad(country: str, child_location: dict[str, str] | None = None) -> Moder
         ("FR", "point_de_contact"),
         ("DE", "internet_beschwerdestelle"),
         ("NL", "offlimits"),
-        ("JP", "local_police"),
-        ("BR", "local_police"),
+        ("JP", "internet_hotline_center_jp"),
+        ("BR", "safernet_brasil"),
+        ("KR", "local_police"),
     ],
 )
 def test_organisation_outside_the_uk_gets_one_intl_destination(
@@ -255,7 +256,11 @@ def test_organisation_outside_the_uk_gets_one_intl_destination(
 
 @pytest.mark.parametrize(
     ("country", "mechanisms"),
-    [("US", ["local_police", "ncmec_cybertipline"]), ("JP", ["local_police"])],
+    [
+        ("US", ["local_police", "ncmec_cybertipline"]),
+        ("JP", ["local_police", "internet_hotline_center_jp"]),
+        ("KR", ["local_police"]),
+    ],
 )
 def test_an_emergency_outside_the_uk_goes_to_the_local_police_first(
     country: str, mechanisms: list[str]
@@ -357,7 +362,7 @@ def _intl(country: str, mechanism: str = LOCAL_POLICE) -> Destination:
                 _intl("US", "ncmec_cybertipline"),
             ],
         ),
-        ("JP", {"country": "FR"}, [_intl("FR"), _intl("JP")]),
+        ("KR", {"country": "FR"}, [_intl("FR"), _intl("KR")]),
         # Child and organisation in one country: nothing twice.
         ("US", {"country": "US"}, [_intl("US"), _intl("US", "ncmec_cybertipline")]),
         ("GB", {"country": "GB", "postcode_district": "M1"}, [POLICE_M1, IWF]),
@@ -366,7 +371,7 @@ def _intl(country: str, mechanism: str = LOCAL_POLICE) -> Destination:
         "uk-org-child-in-france",
         "us-org-child-in-manchester",
         "us-org-child-in-uk-unplaced",
-        "jp-org-child-in-france",
+        "kr-org-child-in-france",
         "same-country-abroad",
         "same-country-uk",
     ],

@@ -201,7 +201,8 @@ def test_iwf_packet_lists_only_images_and_videos_with_their_hash_lists() -> None
     [
         ("US", "ncmec_cybertipline", "NCMEC CyberTipline"),
         ("AU", "accce", "Australian Centre to Counter Child Exploitation"),
-        ("JP", "local_police", "The local police in JP"),
+        ("JP", "internet_hotline_center_jp", "Internet Hotline Center Japan"),
+        ("KR", "local_police", "The local police in KR"),
     ],
 )
 def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str) -> None:
