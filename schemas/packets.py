@@ -20,7 +20,7 @@ from schemas.base import (
     Timestamp,
     Url,
 )
-from schemas.flag import AgeBand, ContentHashes, IpAddress, MediaType
+from schemas.flag import AgeBand, ContentHashes, IpAddress, MediaType, SignalCategory
 from schemas.referral import Criterion, FiredRule, Priority
 
 NO_IMAGES_STATEMENT = (
@@ -54,8 +54,19 @@ class Authority(Contract):
     id: Label
     name: ShortText
     phone: ShortText | None = None
+    """The number to call for this referral: the force's 101, or the emergency number at P0."""
     website: Url | None = None
     instruction: ShortText
+    police: bool | None = None
+    """Whether the receiver is the police, who can act on an emergency; a hotline, clearing house
+    or the IWF is not. None on packets built before the field existed."""
+    country: CountryCode | None = None
+    """The country the receiver serves (`GB` for a UK force and the IWF)."""
+    country_name: ShortText | None = None
+    """The country as a sentence names it ("the United States"), when this service knows it."""
+    emergency_number: ShortText | None = None
+    """The number that reaches the police in that country now (999 in the UK, 911 in the United
+    States), when this service knows it."""
 
 
 class Organisation(Contract):
@@ -76,6 +87,16 @@ class ContentReference(Contract):
     flag_id: UUID
 
 
+class SignalSeen(Contract):
+    """What the flag's source found: its category and its own label for it, never content."""
+
+    category: SignalCategory
+    label: Label
+    """The source's name for the finding (e.g. `sextortion_threat`)."""
+    confidence: float = Field(ge=0.0, le=1.0)
+    immediate_danger: bool = False
+
+
 class TimelineEntry(Contract):
     at: Timestamp
     flag_id: UUID
@@ -85,6 +106,8 @@ class TimelineEntry(Contract):
     source_kind: Label
     criteria: list[Criterion] = Field(max_length=4)
     priority: Priority
+    signals: list[SignalSeen] = Field(default_factory=list, max_length=32)
+    """Empty on packets built before the field existed."""
 
 
 class SubjectIdentifiers(Contract):
@@ -115,7 +138,8 @@ class Supplement(Contract):
 
 
 class PolicePacket(Contract):
-    """A referral to a UK police force (or, outside the UK, the country's own mechanism).
+    """A referral to a UK police force, or outside the UK to the country's police or its own
+    reporting mechanism (a hotline such as NCMEC's CyberTipline or an INHOPE member).
 
     Its lists are built by this service from bounded flags, so they are not capped: a prolific
     subject's case must never fail to build.
@@ -140,7 +164,9 @@ class PolicePacket(Contract):
     """Earlier flags of the case this packet does not list (a case holds more flags than a
     packet shows); every flag is listed by the case API."""
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
-    support: NspccGuidance = NSPCC_GUIDANCE
+    support: NspccGuidance | None = NSPCC_GUIDANCE
+    """For a sender in the UK; None on a packet to a receiver abroad, where the NSPCC's UK
+    helpline and its "call 999" do not apply."""
 
 
 class IwfItem(Contract):

@@ -1,10 +1,26 @@
-"""A packet as plain text: read down the phone, or pasted into a police or IWF web form. Pure."""
+"""A packet as plain text: read down the phone, or pasted into a police, hotline or IWF web form.
 
-from datetime import UTC, datetime
+Its wording is a template per receiver: a UK police force, a country's police abroad (with that
+country's emergency number), a reporting hotline (NCMEC, an INHOPE member, a national
+mechanism), or the IWF. Pure; a packet stored before a field existed still reads right.
+"""
 
-from schemas.flag import ContentHashes
-from schemas.packets import Authority, IwfPacket, Organisation, Packet, PolicePacket, Supplement
+from enum import Enum
+
+from schemas.flag import ContentHashes, SignalCategory
+from schemas.packets import (
+    Authority,
+    IwfPacket,
+    Organisation,
+    Packet,
+    PolicePacket,
+    Supplement,
+    TimelineEntry,
+)
 from schemas.referral import Priority
+from services.domain.countries import COUNTRIES, country_name
+from services.domain.mechanisms import LOCAL_POLICE
+from services.referral import packet_words as words
 
 _HASH_NAMES = (
     ("md5", "MD5"),
@@ -13,14 +29,35 @@ _HASH_NAMES = (
     ("photodna", "PhotoDNA"),
     ("pdq", "PDQ"),
 )
+_UK_EMERGENCY = "999"
+"""What a UK packet stored before `emergency_number` existed said, and still says."""
 
 
-def _at(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+class Receiver(Enum):
+    """Who reads the packet at the other end: each has its own wording."""
+
+    UK_POLICE = "a UK police force"
+    POLICE_ABROAD = "a country's police abroad"
+    HOTLINE = "a reporting hotline or national mechanism"
+    IWF = "the Internet Watch Foundation"
+
+
+def receiver(authority: Authority) -> Receiver:
+    """The template for an authority (inferred for packets stored before `police` existed)."""
+    if authority.kind == "iwf":
+        return Receiver.IWF
+    if authority.kind == "police":
+        return Receiver.UK_POLICE
+    police = authority.police if authority.police is not None else authority.id == LOCAL_POLICE
+    return Receiver.POLICE_ABROAD if police else Receiver.HOTLINE
 
 
 def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _hashes(hashes: ContentHashes, indent: str) -> list[str]:
@@ -31,14 +68,67 @@ def _hashes(hashes: ContentHashes, indent: str) -> list[str]:
     ]
 
 
-def _header(packet: Packet, title: str) -> list[str]:
+def _country(code: str) -> str:
+    """`the United Kingdom (GB)`; a code this service has no name for stays a code."""
+    country = COUNTRIES.get(code)
+    return f"{country.name} ({code})" if country else country_name(code)
+
+
+def _where(authority: Authority) -> str | None:
+    """The receiver's country in words; None on packets stored before it was recorded."""
+    if authority.country_name:
+        return authority.country_name
+    return country_name(authority.country) if authority.country else None
+
+
+def _title(authority: Authority) -> str:
+    where = _where(authority)
+    match receiver(authority):
+        case Receiver.UK_POLICE:
+            return "CSAE REFERRAL TO THE POLICE"
+        case Receiver.POLICE_ABROAD:
+            if where:
+                return f"CSAE REFERRAL TO THE POLICE IN {where.upper()}"
+            return "CSAE REFERRAL TO THE LOCAL POLICE"
+        case Receiver.HOTLINE:
+            return f"CSAE REPORT TO {authority.name}"
+        case Receiver.IWF:
+            return "REPORT TO THE INTERNET WATCH FOUNDATION"
+
+
+def _banner(authority: Authority) -> str:
+    """The one action at the top of a P0 packet: the emergency call, in that country."""
+    number = authority.emergency_number
+    where = (_where(authority) or "").upper()
+    if number and where:
+        emergency = f"{number}, THE EMERGENCY NUMBER IN {where},"
+    else:
+        emergency = f"THE EMERGENCY NUMBER IN {where}" if where else "THE LOCAL EMERGENCY NUMBER"
+    match receiver(authority):
+        case Receiver.UK_POLICE:
+            call = f"CALL {number or _UK_EMERGENCY} NOW."
+        case Receiver.IWF:
+            call = f"CALL {number or _UK_EMERGENCY} NOW. THE IWF IS NOT AN EMERGENCY SERVICE."
+        case Receiver.POLICE_ABROAD:
+            call = f"CALL {emergency} NOW."
+        case Receiver.HOTLINE:
+            call = (
+                f"CALL THE POLICE FIRST, ON {emergency} NOW. THIS REPORTING SERVICE IS NOT AN "
+                "EMERGENCY SERVICE."
+            )
+    return f"A CHILD MAY BE IN IMMEDIATE DANGER: {call}"
+
+
+def _header(packet: Packet) -> list[str]:
+    priority = packet.priority
     lines = [
-        f"{title} · PRIORITY {packet.priority.value}",
-        f"Case {packet.case_id} · packet version {packet.version} · built {_at(packet.built_at)}",
+        f"{_title(packet.authority)} · PRIORITY {priority.value} ({words.PRIORITIES[priority]})",
+        f"Case {packet.case_id} · packet version {packet.version} · built "
+        f"{words.at(packet.built_at)}",
         "",
     ]
-    if packet.priority is Priority.P0:
-        lines = ["A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.", "", *lines]
+    if priority is Priority.P0:
+        lines = [_banner(packet.authority), "", *lines]
     return lines
 
 
@@ -47,8 +137,8 @@ def _supplement(supplement: Supplement | None) -> list[str]:
         return []
     return [
         f"SUPPLEMENTARY to packet version {supplement.supplements_version}, sent as "
-        f"{supplement.external_reference} on {_at(supplement.submitted_at)}. "
-        "Please file it with that referral.",
+        f"{supplement.external_reference} on {words.at(supplement.submitted_at)}. "
+        "File it with that referral: it is not a new one.",
         "  New flags: " + ", ".join(str(f) for f in supplement.new_flag_ids),
         "",
     ]
@@ -58,19 +148,39 @@ def _omitted(count: int, case_id: object) -> list[str]:
     if not count:
         return []
     return [
-        f"  ({count} earlier flag(s) of this case are not listed here; the case service lists "
-        f"every flag of case {case_id})"
+        f"  ({words.counted(count, 'earlier flag')} of this case are not listed here; the case "
+        f"service lists every flag of case {case_id})"
     ]
 
 
-def _parties(authority: Authority, organisation: Organisation) -> list[str]:
+def _to(authority: Authority, priority: Priority) -> list[str]:
+    who = receiver(authority)
     lines = [f"TO: {authority.name}"]
-    if authority.phone:
+    if who is Receiver.HOTLINE and authority.country:
+        lines.append(f"  Country: {_country(authority.country)}")
+    number = authority.emergency_number
+    # Beside a P0's "call 999 now" stands no other number (the force's 101 least of all).
+    if authority.phone and authority.phone != number and priority is not Priority.P0:
         lines.append(f"  Phone: {authority.phone}")
+    if number and who is Receiver.HOTLINE:
+        lines.append(
+            f"  Emergency number in {_where(authority)}: {number} (the police: "
+            f"{authority.name} is not an emergency service)"
+        )
+    elif number and (
+        who is Receiver.POLICE_ABROAD or (who is Receiver.UK_POLICE and priority is Priority.P0)
+    ):
+        lines.append(f"  Emergency number: {number}")
     if authority.website:
         lines.append(f"  Website: {authority.website}")
-    lines += [
-        f"  ACTION: {authority.instruction}",
+    lines.append(f"  ACTION: {authority.instruction}")
+    return lines
+
+
+def _parties(packet: Packet) -> list[str]:
+    organisation: Organisation = packet.organisation
+    lines = [
+        *_to(packet.authority, packet.priority),
         "",
         f"FROM: {organisation.name} (organisation id {organisation.org_id})",
         f"  Safeguarding contact: {organisation.safeguarding_contact}",
@@ -85,49 +195,76 @@ def _footer(packet: Packet) -> list[str]:
     contact = organisation.safeguarding_contact + (
         f", {organisation.safeguarding_email}" if organisation.safeguarding_email else ""
     )
-    return [
+    lines = [
         "NO IMAGES ATTACHED",
         f"  {packet.no_images_attached}",
         f"  Safeguarding contact: {contact}",
-        "",
-        "SUPPORT",
-        f"  {packet.support}",
     ]
+    # The NSPCC helpline and its "call 999" are for a sender in the UK reporting there.
+    if packet.support and receiver(packet.authority) in (Receiver.UK_POLICE, Receiver.IWF):
+        lines += ["", "SUPPORT", f"  {packet.support}"]
+    return lines
 
 
-def _police(packet: PolicePacket) -> list[str]:
-    lines = _header(packet, "CSAE REFERRAL TO THE POLICE")
-    lines += _supplement(packet.supplement)
-    lines += _parties(packet.authority, packet.organisation)
-    lines += ["SUMMARY", f"  {packet.summary}", ""]
-    lines += ["CRITERIA: " + ", ".join(c.value for c in packet.criteria), ""]
-    lines.append("WHY: THE RULES THAT FIRED")
-    for rule in packet.rules:
-        lines.append(
-            f"  - {rule.rule_id} ({rule.outcome}, {rule.priority.value}, "
-            + ", ".join(c.value for c in rule.criteria)
-            + "): "
-            + "; ".join(rule.matched)
+def _finding(entry: TimelineEntry) -> str:
+    """What the flag's source found, in words (its criteria for packets stored before
+    `signals` existed)."""
+    if not entry.signals:
+        return words.listed(words.criterion(c) for c in entry.criteria)
+    found = []
+    for signal in entry.signals:
+        danger = ", a child in immediate danger" if signal.immediate_danger else ""
+        found.append(
+            f"{words.label(signal.label)} ({words.FINDINGS[signal.category]}, confidence "
+            f"{signal.confidence:.2f}{danger})"
         )
-    lines += ["", "TIMELINE"]
-    lines += _omitted(packet.flags_omitted, packet.case_id)
+    return "; ".join(found)
+
+
+def _timeline(packet: PolicePacket) -> list[str]:
+    lines = ["TIMELINE (oldest first)", *_omitted(packet.flags_omitted, packet.case_id)]
     for entry in packet.timeline:
-        unconfirmed = (
-            " (for review: not confirmed by a person)" if entry.decision == "review" else ""
+        decision = (
+            "for review: not confirmed by a person" if entry.decision == "review" else "referred"
         )
-        criteria = ", ".join(c.value for c in entry.criteria)
-        lines.append(
-            f"  - {_at(entry.at)} flag {entry.flag_id}: {criteria}, {entry.priority.value}, "
-            f"from {entry.source} ({entry.source_kind}){unconfirmed}"
+        lines += [
+            f"  - {words.at(entry.at)} · flag {entry.flag_id} · {entry.priority.value} · "
+            f"{decision}",
+            f"    Found by {entry.source} ({words.source_kind(entry.source_kind)}): "
+            f"{_finding(entry)}",
+        ]
+    return lines
+
+
+def _criteria(packet: PolicePacket) -> list[str]:
+    findings: set[SignalCategory] = {s.category for e in packet.timeline for s in e.signals}
+    uk = receiver(packet.authority) is Receiver.UK_POLICE
+    lines = ["CRITERIA (UK reporting guidance)" if uk else "CRITERIA"]
+    lines += [f"  - {_capital(words.criterion(c, findings))}" for c in packet.criteria]
+    lines += ["", "WHY: THE RULES THAT FIRED (referrals first)"]
+    for rule in words.referrals_first(packet.rules):
+        what = (
+            f"refer at {rule.priority.value}"
+            if rule.outcome == "refer"
+            else f"review at {rule.priority.value} (a person confirms first)"
         )
+        lines += [
+            f"  - {rule.rule_id}: {what}, for "
+            + words.listed(words.criterion(c, findings) for c in rule.criteria),
+            "    Conditions met, in the policy's terms: " + "; ".join(rule.matched),
+        ]
+    return lines
+
+
+def _people(packet: PolicePacket) -> list[str]:
     subject = packet.subject
-    lines += ["", "SUBJECT (the reported account)", f"  Account id: {subject.account_id}"]
+    lines = ["SUBJECT (the reported account)", f"  Account id: {subject.account_id}"]
     if subject.username:
         lines.append(f"  Username: {subject.username}")
     if subject.ips:
         lines.append("  IP addresses: " + ", ".join(str(ip) for ip in subject.ips))
     if subject.country:
-        lines.append(f"  Country: {subject.country}")
+        lines.append(f"  Country: {_country(subject.country)}")
     if subject.postcode_district:
         lines.append(f"  Postcode district: {subject.postcode_district}")
     lines += ["", "CHILDREN AT RISK, AS FAR AS KNOWN"]
@@ -136,12 +273,16 @@ def _police(packet: PolicePacket) -> list[str]:
     for child in packet.children:
         known = [
             f"account id {child.account_id}" if child.account_id else None,
-            f"age band {child.age_band.value}" if child.age_band else None,
-            f"country {child.country}" if child.country else None,
+            words.AGES[child.age_band] if child.age_band else None,
+            f"in {_country(child.country)}" if child.country else None,
             f"postcode district {child.postcode_district}" if child.postcode_district else None,
         ]
         lines.append("  - " + (", ".join(k for k in known if k) or "no details known"))
-    lines += ["", "CONTENT REFERENCES (identifiers only)"]
+    return lines
+
+
+def _content(packet: PolicePacket) -> list[str]:
+    lines = ["CONTENT REFERENCES (identifiers only)"]
     if not packet.content:
         lines.append("  None.")
     for item in packet.content:
@@ -149,22 +290,41 @@ def _police(packet: PolicePacket) -> list[str]:
         if item.url:
             lines.append(f"    URL: {item.url} (public: {_yes_no(item.public)})")
         if item.uploaded_at:
-            lines.append(f"    Uploaded: {_at(item.uploaded_at)}")
+            lines.append(f"    Uploaded: {words.at(item.uploaded_at)}")
         if item.uploader_ip:
             lines.append(f"    Uploader IP: {item.uploader_ip}")
         lines += _hashes(item.hashes, "    ")
-    return [*lines, "", *_footer(packet)]
+    return lines
+
+
+def _police(packet: PolicePacket) -> list[str]:
+    return [
+        *_header(packet),
+        *_supplement(packet.supplement),
+        *_parties(packet),
+        "SUMMARY",
+        f"  {packet.summary}",
+        "",
+        *_criteria(packet),
+        "",
+        *_timeline(packet),
+        "",
+        *_people(packet),
+        "",
+        *_content(packet),
+        "",
+        *_footer(packet),
+    ]
 
 
 def _iwf(packet: IwfPacket) -> list[str]:
-    lines = _header(packet, "REPORT TO THE INTERNET WATCH FOUNDATION")
-    lines += _supplement(packet.supplement)
-    lines += _parties(packet.authority, packet.organisation)
+    lines = [*_header(packet), *_supplement(packet.supplement), *_parties(packet)]
     lines.append(f"ITEMS ({len(packet.items)})")
     lines += _omitted(packet.flags_omitted, packet.case_id)
     for item in packet.items:
         lines += [
-            f"  - {item.content_id}: {item.media_type.value}, first seen {_at(item.first_seen_at)}",
+            f"  - {item.content_id}: {item.media_type.value}, first seen "
+            f"{words.at(item.first_seen_at)}",
             f"    Publicly reachable: {_yes_no(item.publicly_reachable)}",
         ]
         if item.url:

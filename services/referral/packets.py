@@ -7,6 +7,7 @@ from uuid import UUID
 
 from schemas.flag import MediaType, ModerationFlag, SignalCategory
 from schemas.packets import (
+    NSPCC_GUIDANCE,
     Authority,
     ChildKnown,
     ContentReference,
@@ -15,6 +16,7 @@ from schemas.packets import (
     Organisation,
     Packet,
     PolicePacket,
+    SignalSeen,
     SubjectIdentifiers,
     Supplement,
     TimelineEntry,
@@ -27,11 +29,14 @@ from schemas.referral import (
     Priority,
     ReferralTask,
 )
+from services.domain.countries import COUNTRIES, country_name
 from services.domain.forces import ForceDirectory
-from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS
+from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS, UK
+from services.referral import packet_words as words
 
 IWF_NAME = "Internet Watch Foundation"
 IWF_WEBSITE = "https://report.iwf.org.uk"
+UK_EMERGENCY = COUNTRIES[UK].emergency
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,59 +66,166 @@ class Totals:
     omitted: int
 
 
-def authority(destination: Destination, priority: Priority, directory: ForceDirectory) -> Authority:
-    """Who receives the packet, and what the person sending it must do."""
+def authority(
+    destination: Destination,
+    priority: Priority,
+    directory: ForceDirectory,
+    *,
+    supplement: Supplement | None = None,
+    sender_country: str | None = None,
+) -> Authority:
+    """Who receives the packet, and what the person sending it must do.
+
+    `supplement`: the packet adds to one already sent, so the action quotes that reference
+    instead of starting a new report. `sender_country`: where the organisation is; when the
+    police to call are in another country, the action says how to reach them from there.
+    """
+    reference = supplement.external_reference if supplement else None
     if destination.kind is DestinationKind.IWF:
-        return Authority(
-            kind="iwf",
-            id="iwf",
-            name=IWF_NAME,
-            website=IWF_WEBSITE,
-            instruction="Report the URLs and hashes through the IWF reporting service.",
-        )
+        return _iwf(priority, reference)
     if destination.kind is DestinationKind.INTL:
-        mechanism = destination.mechanism or LOCAL_POLICE
-        name, website = MECHANISM_CONTACTS.get(mechanism, MECHANISM_CONTACTS[LOCAL_POLICE])
-        if mechanism == LOCAL_POLICE or mechanism not in MECHANISM_CONTACTS:
-            # The country is the destination's: the child's for an emergency, else the platform's.
-            name = f"{name} in {destination.country}"
-        return Authority(
-            kind="intl",
-            id=mechanism,
-            name=name,
-            website=website,
-            instruction=(
-                "A child may be in immediate danger: call the local emergency number now, then "
-                "report through this mechanism."
-                if priority is Priority.P0
-                else "Report through this mechanism; call the local emergency number if a "
-                "child is in immediate danger."
-            ),
+        return _abroad(destination, priority, reference, sender_country)
+    return _uk_police(destination, priority, directory, reference)
+
+
+def _iwf(priority: Priority, reference: str | None) -> Authority:
+    report = (
+        f"Report the new URLs and hashes through the IWF reporting service, quoting the earlier "
+        f"report {reference}."
+        if reference
+        else "Report the URLs and hashes through the IWF reporting service."
+    )
+    if priority is Priority.P0:
+        report = (
+            f"A child may be in immediate danger: call {UK_EMERGENCY} first (the IWF is not an "
+            f"emergency service). Then {report[0].lower()}{report[1:]}"
         )
+    return Authority(
+        kind="iwf",
+        id="iwf",
+        name=IWF_NAME,
+        website=IWF_WEBSITE,
+        instruction=report,
+        police=False,
+        country=UK,
+        country_name=COUNTRIES[UK].name,
+        emergency_number=UK_EMERGENCY,
+    )
+
+
+def _uk_police(
+    destination: Destination, priority: Priority, directory: ForceDirectory, reference: str | None
+) -> Authority:
     force = directory.forces.get(destination.force_id or "")
+    urgent = priority is Priority.P0
+    # Police forces file what follows a report under the reference they gave it: the caller
+    # quotes it on 101 to reach the officer dealing with it (victimandwitnessinformation.org.uk,
+    # "The reporting process"), so a supplement must not read as a new report.
+    if urgent:
+        quote = f" and quote {reference}" if reference else ""
+        send = "send this packet to the force" + (
+            " as further information for that reference" if reference else ""
+        )
+        call = f"A child is in immediate danger: call {UK_EMERGENCY} now{quote}"
+        instruction = (
+            f"{call}, then {send}."
+            if force
+            else f"{call}. Confirm the child's local police force, then {send}."
+        )
+    else:
+        report = (
+            f"call 101 or use the force's online reporting, quote {reference} and send this "
+            "packet as further information for it, not as a new report."
+            if reference
+            else "call 101 or use the force's online reporting, and quote the case id."
+        )
+        instruction = (
+            report[0].upper() + report[1:]
+            if force
+            else f"Confirm the child's local police force, then {report}"
+        )
     if force is None:
         # The router knew a force this directory does not (a newer directory upstream): keep the
         # referral, and tell the person sending it to confirm the force.
-        return Authority(
-            kind="police",
-            id=destination.force_id or "unknown",
-            name=f"Police force '{destination.force_id}' (not in this service's directory)",
-            phone="999" if priority is Priority.P0 else "101",
-            instruction="Confirm the child's local police force, then call "
-            + ("999 now." if priority is Priority.P0 else "101 and quote the case id."),
-        )
-    instruction = (
-        "A child is in immediate danger: call 999 now, then send this packet."
-        if priority is Priority.P0
-        else "Call 101 or use the force's online reporting, and quote the case id."
-    )
+        force_id = destination.force_id or "unknown"
+        name = f"Police force '{destination.force_id}' (not in this service's directory)"
+        phone, website = "101", None
+    else:
+        force_id, name, phone, website = force.force_id, force.name, force.phone, force.website
     return Authority(
         kind="police",
-        id=force.force_id,
-        name=force.name,
-        phone=force.phone,
-        website=force.website,
+        id=force_id,
+        name=name,
+        phone=UK_EMERGENCY if urgent else phone,
+        website=website,
         instruction=instruction,
+        police=True,
+        country=UK,
+        country_name=COUNTRIES[UK].name,
+        emergency_number=UK_EMERGENCY,
+    )
+
+
+def _abroad(
+    destination: Destination,
+    priority: Priority,
+    reference: str | None,
+    sender_country: str | None,
+) -> Authority:
+    code = destination.country or ""
+    country = COUNTRIES.get(code)
+    where = country_name(code)
+    number = country.emergency if country else None
+    mechanism = destination.mechanism or LOCAL_POLICE
+    known = mechanism != LOCAL_POLICE and mechanism in MECHANISM_CONTACTS
+    urgent = priority is Priority.P0
+    # The receiver, its country and the number are on the packet's TO lines: the action names
+    # them again only as far as a sentence needs, so it fits whatever the names and reference.
+    quoting = f", quoting the earlier report {reference}" if reference else ""
+    call = f"call the police on {number}" if number else "call the local emergency number"
+    if known:
+        name, website = MECHANISM_CONTACTS[mechanism]
+        police_first = (
+            f"call the police first ({number} in {where})"
+            if number
+            else f"call the police in {where} first"
+        )
+        instruction = (
+            f"A child may be in immediate danger: {police_first}, then report through their "
+            f"service{quoting}."
+            if urgent
+            else f"Report through their service{quoting}. It is not an emergency service: if a "
+            f"child is in immediate danger, {police_first}."
+        )
+    else:
+        # No mechanism, or one this service does not know (a newer table upstream): the country's
+        # police. The country is the destination's: the child's for an emergency, else the
+        # platform's.
+        name, website = f"The local police in {where}", None
+        # A number dialled from another country reaches that country's services, not these.
+        outside = (
+            f" (from outside {where}: your own police)"
+            if sender_country and sender_country != code
+            else ""
+        )
+        instruction = (
+            f"A child may be in immediate danger: {call} now{outside}, then give them this "
+            f"packet{f', quoting {reference}' if reference else ''}."
+            if urgent
+            else f"Report to them{quoting}. If a child is in immediate danger, {call} at "
+            f"once{outside}."
+        )
+    return Authority(
+        kind="intl",
+        id=mechanism,
+        name=name,
+        phone=number if urgent and not known else None,
+        website=website,
+        instruction=instruction,
+        police=not known,
+        country=code or None,
+        country_name=country.name if country else None,
+        emergency_number=number,
     )
 
 
@@ -152,6 +264,68 @@ def _most_urgent(tasks: Sequence[ReferralTask]) -> Priority:
     return min((t.priority for t in tasks), key=order.index)
 
 
+def _rules(tasks: Sequence[ReferralTask]) -> list[FiredRule]:
+    """Every rule that fired, once: referrals before reviews, the most urgent first."""
+    rules: list[FiredRule] = []
+    for task in tasks:
+        rules.extend(rule for rule in task.rules if rule not in rules)
+    return words.referrals_first(rules)
+
+
+def _summary(
+    criteria: Sequence[Criterion],
+    flags: Sequence[ModerationFlag],
+    count: int,
+    priority: Priority,
+    reporter: Reporter,
+    supplement: Supplement | None,
+) -> str:
+    findings = {s.category for f in flags for s in f.signals}
+    suspected = words.listed(words.criterion(c, findings) for c in criteria)
+    first, last = flags[0].detected_at, flags[-1].detected_at
+    when = (
+        f"detected at {words.at(first)}"
+        if first == last
+        else f"detected between {words.at(first)} and {words.at(last)}"
+    )
+    summary = (
+        f"Suspected: {suspected}, on the service '{flags[-1].platform.service}' of "
+        f"{reporter.name}. {words.counted(count, 'flag')}, {when}. Priority {priority.value}: "
+        f"{words.PRIORITIES[priority]}."
+    )
+    if supplement is None:
+        return summary
+    new = words.counted(len(supplement.new_flag_ids), "new flag")
+    return (
+        f"Supplementary to the referral sent as {supplement.external_reference} (packet version "
+        f"{supplement.supplements_version}): {new}. {summary}"
+    )
+
+
+def _timeline(tasks: Sequence[ReferralTask]) -> list[TimelineEntry]:
+    return [
+        TimelineEntry(
+            at=t.detected_at,
+            flag_id=t.flag_id,
+            decision=t.decision,
+            source=t.flag.source.system,
+            source_kind=t.flag.source.kind.value,
+            criteria=t.criteria,
+            priority=t.priority,
+            signals=[
+                SignalSeen(
+                    category=s.category,
+                    label=s.label,
+                    confidence=s.confidence,
+                    immediate_danger=s.immediate_danger,
+                )
+                for s in t.flag.signals
+            ],
+        )
+        for t in sorted(tasks, key=lambda t: (t.detected_at, str(t.flag_id)))
+    ]
+
+
 def build_police_packet(
     *,
     case_id: UUID,
@@ -167,12 +341,8 @@ def build_police_packet(
     flags = _flags(tasks)
     priority = totals.priority if totals else _most_urgent(tasks)
     criteria = sorted(totals.criteria if totals else {c for t in tasks for c in t.criteria})
-    rules: list[FiredRule] = []
-    for task in tasks:
-        rules.extend(rule for rule in task.rules if rule not in rules)
     latest = flags[-1]
     ips = list(dict.fromkeys(ip for f in flags for ip in f.subject.ips))
-    children = _children(flags)
     content: dict[str, ContentReference] = {}
     for f in flags:
         for c in f.content:
@@ -189,41 +359,25 @@ def build_police_packet(
                     flag_id=f.flag_id,
                 ),
             )
-    first, last = flags[0].detected_at, flags[-1].detected_at
-    summary = (
-        f"Suspected {', '.join(criteria)} on {latest.platform.service}, reported by "
-        f"{reporter.name}: {len(flags) + (totals.omitted if totals else 0)} flag(s) detected "
-        f"between {first.isoformat()} and "
-        f"{last.isoformat()}. Priority {priority.value}."
-    )
-    if supplement is not None:
-        summary = (
-            f"Supplementary to the referral sent as {supplement.external_reference} "
-            f"(packet version {supplement.supplements_version}): "
-            f"{len(supplement.new_flag_ids)} new flag(s). " + summary
-        )
+    count = len(flags) + (totals.omitted if totals else 0)
+    abroad = destination.kind is DestinationKind.INTL
     return PolicePacket(
         case_id=case_id,
         version=version,
         built_at=now,
-        authority=authority(destination, priority, directory),
+        authority=authority(
+            destination,
+            priority,
+            directory,
+            supplement=supplement,
+            sender_country=latest.platform.country,
+        ),
         organisation=reporter.organisation(latest.platform.org_id),
         priority=priority,
-        summary=summary,
+        summary=_summary(criteria, flags, count, priority, reporter, supplement),
         criteria=criteria,
-        rules=rules,
-        timeline=[
-            TimelineEntry(
-                at=t.detected_at,
-                flag_id=t.flag_id,
-                decision=t.decision,
-                source=t.flag.source.system,
-                source_kind=t.flag.source.kind.value,
-                criteria=t.criteria,
-                priority=t.priority,
-            )
-            for t in sorted(tasks, key=lambda t: (t.detected_at, str(t.flag_id)))
-        ],
+        rules=_rules(tasks),
+        timeline=_timeline(tasks),
         subject=SubjectIdentifiers(
             account_id=latest.subject.account_id,
             username=latest.subject.username,
@@ -238,10 +392,12 @@ def build_police_packet(
                 None,
             ),
         ),
-        children=children,
+        children=_children(flags),
         content=list(content.values()),
         supplement=supplement,
         flags_omitted=totals.omitted if totals else 0,
+        # The NSPCC's helpline (and its "call 999") is for a sender in the UK reporting there.
+        support=None if abroad else NSPCC_GUIDANCE,
     )
 
 
@@ -286,7 +442,7 @@ def build_iwf_packet(
         case_id=case_id,
         version=version,
         built_at=now,
-        authority=authority(destination, priority, directory),
+        authority=authority(destination, priority, directory, supplement=supplement),
         organisation=reporter.organisation(tasks[0].flag.platform.org_id),
         priority=priority,
         items=list(items.values()),

@@ -184,7 +184,7 @@ async def test_a_case_with_more_flags_than_a_packet_lists_keeps_its_p0_and_count
     assert {c.value for c in body.criteria} == {"safety", "grooming"}
     text = render_text(body)
     assert text.startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
-    assert f"{body.flags_omitted} earlier flag(s) of this case are not listed here" in text
+    assert f"{body.flags_omitted} earlier flags of this case are not listed here" in text
 
 
 async def test_cases_opened_one_after_another_on_one_connection_all_open(
