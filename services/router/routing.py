@@ -3,7 +3,9 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
+
+from pydantic import BaseModel
 
 from schemas.flag import ModerationFlag
 from schemas.referral import (
@@ -49,6 +51,25 @@ class Routing:
             head = task.model_dump_json(exclude=_RULES_AND_FLAG).encode()
             head = _with_rules(head, self.verdict.active_json)
         return head[:-1] + b',"flag":' + flag_json + b"}"
+
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def _trusted(model: type[M], values: dict[str, Any]) -> M:
+    """`model.model_construct(**values)` at a fifth of its cost, for values that are already
+    valid and name every field (checked): what `model_construct` sets, set at once. Routing
+    builds its records this way; the consumers validate every message they read, and property
+    tests validate routing's output and compare its JSON with the contracts' own."""
+    if len(values) != len(model.__pydantic_fields__):
+        raise TypeError(f"{model.__name__} takes every one of its fields here")
+    record = model.__new__(model)
+    _set(record, "__dict__", values)
+    _set(record, "__pydantic_fields_set__", set(values))
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
+    return record
 
 
 def _with_rules(head: bytes, rules: bytes) -> bytes:
@@ -130,38 +151,42 @@ def route(
     planned = _planned(flag, verdict, directory, home_force_id)
     rules = list(verdict.rules)  # built once per verdict, shared by every task
     active = [rule for rule in rules if rule.mode == "active"]
-    # Constructed, not validated again (validating costs twice as much): every value comes
-    # from the validated flag and policy; consumers validate each message they read, and the
-    # tests check this output against the contract.
-    decision = Decision.model_construct(
-        schema_version=1,
-        flag_id=flag.flag_id,
-        outcome=verdict.outcome,
-        priority=verdict.priority,
-        criteria=list(verdict.criteria),
-        immediate_danger=verdict.immediate_danger,
-        rules=rules,
-        policy_version=policy.version,
-        destinations=[task.destination for task in planned],
-        detected_at=flag.detected_at,
-        decided_at=now,
+    decision = _trusted(
+        Decision,
+        {
+            "schema_version": 1,
+            "flag_id": flag.flag_id,
+            "outcome": verdict.outcome,
+            "priority": verdict.priority,
+            "criteria": list(verdict.criteria),
+            "immediate_danger": verdict.immediate_danger,
+            "rules": rules,
+            "policy_version": policy.version,
+            "destinations": [task.destination for task in planned],
+            "detected_at": flag.detected_at,
+            "decided_at": now,
+        },
     )
+    flag_id = str(flag.flag_id)
     tasks = tuple(
-        ReferralTask.model_construct(
-            schema_version=1,
-            task_id=task_id_for(flag.flag_id, task.destination),
-            case_key=case_key(flag, task.destination),
-            flag_id=flag.flag_id,
-            destination=task.destination,
-            criteria=list(task.criteria),
-            priority=task.priority,
-            decision=task.kind,
-            rules=active,  # review rules too, marked review: why the person sending should look
-            policy_version=policy.version,
-            detected_at=flag.detected_at,
-            routed_at=now,
-            due_at=first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
-            flag=flag,
+        _trusted(
+            ReferralTask,
+            {
+                "schema_version": 1,
+                "task_id": task_id_for(flag_id, task.destination),
+                "case_key": case_key(flag, task.destination),
+                "flag_id": flag.flag_id,
+                "destination": task.destination,
+                "criteria": list(task.criteria),
+                "priority": task.priority,
+                "decision": task.kind,
+                "rules": active,  # review rules too, marked review: why the person should look
+                "policy_version": policy.version,
+                "detected_at": flag.detected_at,
+                "routed_at": now,
+                "due_at": first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
+                "flag": flag,
+            },
         )
         for task in planned
     )

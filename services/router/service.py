@@ -135,23 +135,24 @@ class FlagRouter:
             flags["rejected"] += 1
             m.dlq_messages.labels(topic, reason).inc()
         routed_seconds: dict[str, list[float]] = {}
-        for routing in routed:
+        for routing in routed:  # enums are str: their members count as their values
             decision = routing.decision
-            flags[decision.outcome.value] += 1
-            for criterion in [c.value for c in decision.criteria] or ["none"]:
-                decisions[decision.outcome.value, criterion, "active"] += 1
+            flags[decision.outcome] += 1
+            criteria: list[str] = [*decision.criteria] or ["none"]
+            for criterion in criteria:
+                decisions[decision.outcome, criterion, "active"] += 1
             shadow = _with_shadow_rules(decision)
             if shadow is not None:
-                outcome, criteria = shadow
-                for criterion in criteria:
+                outcome, shadowed = shadow
+                for criterion in shadowed:
                     decisions[outcome, criterion, "shadow"] += 1
             for task in routing.tasks:
-                tasks[task.destination.kind.value, task.priority.value] += 1
-                routed_seconds.setdefault(task.priority.value, []).append(
+                tasks[task.destination.kind, task.priority] += 1
+                routed_seconds.setdefault(task.priority, []).append(
                     max((task.routed_at - task.detected_at).total_seconds(), 0.0)
                 )
-        for outcome, n in flags.items():
-            m.router_flags.labels(outcome).inc(n)
+        for flag_outcome, n in flags.items():
+            m.router_flags.labels(flag_outcome).inc(n)
         for (outcome, criterion, mode), n in decisions.items():
             m.router_decisions.labels(outcome, criterion, mode).inc(n)
         for (kind, priority), n in tasks.items():

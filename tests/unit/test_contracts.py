@@ -7,6 +7,8 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from schemas.base import Contract
@@ -381,3 +383,11 @@ def test_a_flag_carrying_more_free_text_than_the_cap_is_refused() -> None:
     assert isinstance(
         decode(json.dumps(fewer).encode(), ModerationFlag, max_bytes=1 << 18), ModerationFlag
     )
+
+
+@given(st.uuids(), st.sampled_from([POLICE, Destination(kind=DestinationKind.IWF)]))
+def test_task_ids_stay_the_uuid5_they_always_were(flag_id: UUID, destination: Destination) -> None:
+    """Task ids are stored: a redelivered task must get the id its first delivery got, whatever
+    way the id is computed now."""
+    expected = uuid5(TASK_NAMESPACE, f"{flag_id}:{destination.key}")
+    assert task_id_for(flag_id, destination) == task_id_for(str(flag_id), destination) == expected
