@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from benchmarks import pipeline
 from schemas.flag import ModerationFlag
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy, evaluate
 from services.pipeline.decode import decode
-from services.router.policy import default_policy, evaluate
 from services.router.routing import Routing, route
 from tests.factories import flag_document, image, signal
 

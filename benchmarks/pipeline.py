@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 
 from schemas.referral import ReferralTask
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy
 from services.pipeline.kafka import (
     all_topics,
     client_options,
@@ -47,7 +48,6 @@ from services.pipeline.kafka import (
 from services.pipeline.settings import Settings
 from services.referral import store
 from services.referral.database import new_engine, new_sessionmaker
-from services.router.policy import default_policy
 from services.router.routing import route
 from tests.factories import flag_document, make_flag, signal
 from tests.infra import create_database, drop_database

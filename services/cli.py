@@ -100,7 +100,7 @@ def _schemas_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
-    from services.router.policy import PolicyError, load_policy
+    from services.domain.policy import PolicyError, load_policy
 
     try:
         policy = load_policy(args.file)
@@ -118,7 +118,7 @@ def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
     from services.domain.forces import uk_forces
-    from services.router.policy import PolicyError, load_policy
+    from services.domain.policy import PolicyError, load_policy
     from services.router.replay import Replay
 
     try:

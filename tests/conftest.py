@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy
 from services.pipeline.kafka import BatchHandler, ensure_topics, run_consumer_service
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral.database import new_engine, new_sessionmaker
-from services.router.policy import default_policy
 from services.router.service import FlagRouter
 from tests.infra import create_database, delete_topics, drop_database, isolated_settings
 

@@ -5,13 +5,13 @@ from typing import Any
 
 import yaml
 
-from services.router.policy import BUNDLED_POLICY, Policy
-from services.router.policy_file import PolicyDocument
+from services.domain.policy import BUNDLED_POLICY, Policy
+from services.domain.policy_file import PolicyDocument
 
 
 def default_policy_data() -> dict[str, Any]:
     """The bundled policy file as data, to change and load again."""
-    text = resources.files("services.router").joinpath(BUNDLED_POLICY).read_text("utf-8")
+    text = resources.files("services.domain").joinpath(BUNDLED_POLICY).read_text("utf-8")
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 

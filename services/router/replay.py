@@ -12,8 +12,8 @@ from uuid import UUID
 from schemas.flag import ModerationFlag
 from schemas.referral import Decision
 from services.domain.forces import ForceDirectory
+from services.domain.policy import Policy
 from services.pipeline.decode import Refusal, decode
-from services.router.policy import Policy
 from services.router.routing import route
 
 

@@ -17,10 +17,10 @@ from schemas.referral import (
     ReferralTask,
     task_id_for,
 )
+from services.domain import destinations
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, first_due_at
 from services.domain.forces import ForceDirectory
-from services.router import destinations
-from services.router.policy import Policy, Verdict, evaluate
+from services.domain.policy import Policy, Verdict, evaluate
 
 _RULES = {"rules"}  # sets: pydantic takes them faster than frozensets
 _RULES_AND_FLAG = {"rules", "flag"}

@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Decision
+from services.domain.destinations import unknown_force_ids
 from services.domain.forces import ForceDirectory, uk_forces
+from services.domain.policy import Policy, PolicyError, load_policy
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
@@ -25,8 +27,6 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.router.destinations import unknown_force_ids
-from services.router.policy import Policy, PolicyError, load_policy
 from services.router.routing import Routing, route
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,12 @@ from schemas.flag import ModerationFlag
 from schemas.packets import PolicePacket
 from schemas.referral import Outcome, Priority, ReferralTask
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy
 from services.referral import queries, store
 from services.referral.enums import CaseStatus
 from services.referral.models import Case, PacketRecord, Task
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
-from services.router.policy import default_policy
 from services.router.routing import Routing, route
 from tests.factories import make_flag, signal
 

@@ -28,8 +28,8 @@ from schemas.referral import (
     task_id_for,
 )
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy
 from services.pipeline.decode import Refusal, decode
-from services.router.policy import default_policy
 from services.router.routing import route
 from tests.factories import DETECTED_AT, flag_document, make_flag
 

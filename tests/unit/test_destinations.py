@@ -8,6 +8,11 @@ import pytest
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, Destination, DestinationKind
+from services.domain.destinations import (
+    plan,
+    police_force,
+    unknown_force_ids,
+)
 from services.domain.forces import uk_forces
 from services.domain.mechanisms import (
     INTERNATIONAL_MECHANISMS,
@@ -15,11 +20,6 @@ from services.domain.mechanisms import (
     MECHANISM_CONTACTS,
     MECHANISMS,
     MECHANISMS_AS_OF,
-)
-from services.router.destinations import (
-    plan,
-    police_force,
-    unknown_force_ids,
 )
 from tests.factories import image, make_flag, signal
 

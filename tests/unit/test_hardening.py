@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Destination, DestinationKind, Priority, RejectionReason
+from services.domain.destinations import plan
 from services.domain.forces import uk_forces
 from services.pipeline.decode import Refusal, decode
 from services.referral.packets import authority
-from services.router.destinations import plan
 from tests.factories import flag_document, make_flag
 
 
@@ -80,8 +80,8 @@ def test_a_force_missing_from_the_directory_still_gets_a_packet_that_says_what_t
 
 
 def test_every_flag_in_a_police_packet_says_whether_a_person_must_still_review_it() -> None:
+    from services.domain.policy import default_policy
     from services.referral.packets import Reporter, build_packet
-    from services.router.policy import default_policy
     from services.router.routing import route
     from tests.factories import signal
 

@@ -16,9 +16,9 @@ from schemas.referral import Destination, DestinationKind, Priority, ReferralTas
 from services.domain.countries import COUNTRIES, COUNTRIES_AS_OF
 from services.domain.forces import uk_forces
 from services.domain.mechanisms import MECHANISMS
+from services.domain.policy import default_policy
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter, authority, build_packet
-from services.router.policy import default_policy
 from services.router.routing import route
 from tests.factories import DETECTED_AT, image, make_flag, signal
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas.flag import ModerationFlag, SignalCategory, SourceKind
 from schemas.referral import Criterion, Outcome, Priority
-from services.router.policy import Verdict, default_policy, evaluate
+from services.domain.policy import Verdict, default_policy, evaluate
 from tests.factories import make_flag, signal
 from tests.policies import policy_with
 

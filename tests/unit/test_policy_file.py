@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.router.policy import default_policy, load_policy
-from services.router.policy_file import PolicyError, read_policy_document
+from services.domain.policy import default_policy, load_policy
+from services.domain.policy_file import PolicyError, read_policy_document
 from tests.policies import default_policy_data
 
 

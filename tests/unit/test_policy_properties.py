@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from schemas.flag import AgeBand, ModerationFlag, SignalCategory, SourceKind
 from schemas.referral import Criterion, Decision, DestinationKind, Outcome, Priority, ReferralTask
 from services.domain.forces import uk_forces
-from services.router.policy import Policy, default_policy
+from services.domain.policy import Policy, default_policy
 from services.router.routing import Routing, route
 from tests.factories import flag_document, image
 from tests.policies import policy_with

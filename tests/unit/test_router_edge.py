@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from schemas.referral import RejectionReason
 from services.domain.forces import uk_forces
+from services.domain.policy import default_policy
 from services.pipeline.decode import Refusal
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.router import service
-from services.router.policy import default_policy
 from services.router.routing import Routing
 from tests.factories import DETECTED_AT, flag_document, signal
 from tests.policies import default_policy_data, policy_with

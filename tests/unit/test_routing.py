@@ -10,7 +10,7 @@ from schemas.flag import ModerationFlag
 from schemas.referral import Criterion, DestinationKind, Outcome, Priority
 from services.domain.deadlines import DEFAULT_DEADLINES
 from services.domain.forces import uk_forces
-from services.router.policy import Policy, default_policy
+from services.domain.policy import Policy, default_policy
 from services.router.routing import Routing, route
 from tests.factories import DETECTED_AT, image, make_flag, signal
 from tests.policies import policy_with

@@ -22,7 +22,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 from schemas.flag import AgeBand, ModerationFlag, Signal, SignalCategory, SourceKind
 from schemas.referral import Criterion, FiredRule, Outcome, Priority
-from services.router.policy_file import (
+from services.domain.policy_file import (
     EscalationSpec,
     PolicyDocument,
     PolicyError,
@@ -450,8 +450,8 @@ BUNDLED_POLICY = "data/policy.yaml"
 def load_policy(path: Path | None = None) -> Policy:
     """The policy in `path`, or the bundled default; raises `PolicyError` naming what is wrong."""
     if path is None:
-        text = resources.files("services.router").joinpath(BUNDLED_POLICY).read_text("utf-8")
-        source = f"services/router/{BUNDLED_POLICY}"
+        text = resources.files("services.domain").joinpath(BUNDLED_POLICY).read_text("utf-8")
+        source = f"services/domain/{BUNDLED_POLICY}"
     else:
         try:
             text = path.read_text(encoding="utf-8")
