@@ -116,11 +116,16 @@ class Decision(Contract):
         return self
 
 
-def task_id_for(flag_id: UUID | str, destination: Destination) -> UUID:
+def task_id_for(
+    flag_id: UUID | str, destination: Destination, escalation: str | None = None
+) -> UUID:
     """The deterministic id of a flag's task for one destination: redelivery is a duplicate.
     `uuid5(TASK_NAMESPACE, f"{flag_id}:{destination.key}")`, made without `uuid5`'s detours
-    (a test compares them); `flag_id` may be given as its text, made once per flag."""
+    (a test compares them); `flag_id` may be given as its text, made once per flag. A task for
+    an escalation across a case's flags adds the escalation's rule id to the name."""
     name = f"{flag_id}:{destination.key}".encode()
+    if escalation is not None:
+        name += f":{escalation}".encode()
     return UUID(
         bytes=sha1(_TASK_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16], version=5
     )
@@ -147,14 +152,22 @@ class ReferralTask(Contract):
     routed_at: Timestamp
     due_at: Timestamp
     """When the case must be ready (refer) or reviewed (review)."""
+    escalation: Label | None = None
+    """Set on a task the referral service makes when an escalation of the policy fires across
+    the flags of a case (the escalation's rule id; the router never sets it). `flag` is the flag
+    that completed it, so the clocks start from that flag's detection."""
+    escalated_from: list[UUID] = Field(default_factory=list, max_length=16)
+    """With `escalation`: the flags whose rules it required, in the order they arrived."""
     flag: ModerationFlag
 
     @model_validator(mode="after")
     def _matches_flag(self) -> Self:
         if self.flag.flag_id != self.flag_id:
             raise ValueError("flag_id differs from the embedded flag's")
-        if self.task_id != task_id_for(self.flag_id, self.destination):
+        if self.task_id != task_id_for(self.flag_id, self.destination, self.escalation):
             raise ValueError("task_id is not the uuid5 of flag_id and destination")
+        if self.escalated_from and self.escalation is None:
+            raise ValueError("escalated_from is only for an escalation's task")
         return self
 
 

@@ -39,6 +39,11 @@ def abroad(mechanism: str, country: str) -> Destination:
 IWF = Destination(kind=DestinationKind.IWF)
 
 
+def case_key(flag: ModerationFlag, destination: Destination) -> str:
+    """Subject × destination: the organisation, the reported account and where it is sent."""
+    return f"{flag.platform.org_id}|{flag.subject.account_id}|{destination.key}"
+
+
 def _force_at(location: Location | None, directory: ForceDirectory) -> str | None:
     """The UK force for a location: its explicit force id, else its postcode district or area."""
     if location is None or location.country != UK:

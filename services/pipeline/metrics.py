@@ -115,6 +115,13 @@ class Metrics:
             ["destination", "status"],
             registry=registry,
         )
+        self.case_escalations = Counter(
+            "csae_case_escalations",
+            "Tasks made by an escalation of the policy firing across the flags of a case, by the "
+            "escalation's rule id and priority (a P0 makes one per emergency destination too).",
+            ["rule", "priority"],
+            registry=registry,
+        )
         # Exported at 0 from the start, so `increase()` sees a first breach (a series that
         # appears with its first event shows no increase).
         for priority in ("P0", "P1", "P2", "P3"):

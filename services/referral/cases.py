@@ -11,9 +11,9 @@ after that. So a new flag costs the same on a case of ten flags as on a case of 
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from schemas.referral import Priority
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
@@ -68,6 +68,9 @@ class CaseState:
     review_breached_at: datetime | None = None
     ready_breached_at: datetime | None = None
     submitted_breached_at: datetime | None = None
+    policy_version: str | None = None
+    fired_rules: dict[str, Any] = field(default_factory=dict)
+    """The escalation ledger (`escalation.Ledger`), kept by the store."""
 
 
 STATE_FIELDS = tuple(f.name for f in fields(CaseState))
@@ -236,11 +239,13 @@ def join(
     opened: bool,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
     now: datetime,
+    flags: int | None = None,
 ) -> Moved:
     """New tasks join a case (`opened`: a case made for them). Returns what changed.
 
     The tasks are attached at the case's `packet_version` as it was before this call: the next
-    version is the first to hold them.
+    version is the first to hold them. `flags`: how many of them are new flags (an escalation's
+    task is not); all of them when not given.
     """
     previous = None if opened else case.status
     target = target_status(previous, any(t.decision == "refer" for t in tasks))
@@ -249,7 +254,7 @@ def join(
     ).value
     case.criteria = sorted({*case.criteria, *criteria})
     case.first_detected_at = min([case.first_detected_at, *(t.detected_at for t in tasks)])
-    case.flag_count += len(tasks)
+    case.flag_count += len(tasks) if flags is None else flags
     case.updated_at = now
     breaches = _start_clocks(case, tasks, target, deadlines, now)
     note: str | None = None

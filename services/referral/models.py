@@ -137,7 +137,14 @@ class Case(Base):
     """The latest packet version number; 0 while no packet is due (a case under review). A
     version's document is built the first time it is needed (see `cases`)."""
     flag_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    """How many tasks (flags) the case holds."""
+    """How many flags the case holds (an escalation's task is not one more flag)."""
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    """The policy version the case was opened under: it is escalated by that policy only."""
+    fired_rules: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    """The active rules that fired on the case's flags, and the escalations that fired across
+    them (`services.referral.escalation.Ledger`)."""
 
 
 class CaseTransition(Base):

@@ -15,7 +15,9 @@ from services.pipeline.decode import Refusal, decode
 from services.pipeline.kafka import client_options, new_producer
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.pipeline.startup import startup_checks
 from services.referral.database import new_engine, new_sessionmaker
+from services.referral.escalation import Escalator
 from services.referral.models import ParkedMessage
 from services.referral.worker import TaskRecorder, utc_now
 
@@ -68,6 +70,8 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
         return []
     engine = new_engine(settings.database_url)
     sessions = new_sessionmaker(engine)
+    policy, directory = startup_checks(settings)
+    escalator = Escalator(policy, directory, settings.home_force_id, settings.sla_deadlines)
     producer = new_producer(settings)
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await producer.start()
@@ -77,7 +81,12 @@ async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) ->
         for message in parked:
             metrics = Metrics(CollectorRegistry())
             recorder = TaskRecorder(
-                producer, sessions=sessions, settings=settings, metrics=metrics, clock=clock
+                producer,
+                sessions=sessions,
+                settings=settings,
+                metrics=metrics,
+                escalator=escalator,
+                clock=clock,
             )
             tp = TopicPartition(message.topic, message.partition)
             consumer.assign([tp])

@@ -20,10 +20,11 @@ from schemas.packets import Supplement
 from schemas.referral import Criterion, Decision, Priority, ReferralTask
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
-from services.referral import cases
+from services.referral import cases, escalation
 from services.referral.cases import Breach, CaseState
 from services.referral.database import JsonText
 from services.referral.enums import OPEN_STATUSES, CaseStatus
+from services.referral.escalation import Escalator
 from services.referral.exceptions import ConcurrentChange, Conflict, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR
 from services.referral.models import (
@@ -128,15 +129,39 @@ async def apply_tasks(
     tasks: Sequence[ReferralTask],
     now: datetime,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
+    escalator: Escalator | None = None,
 ) -> list[AppliedTask]:
     """Attach new tasks to their open cases, opening cases when needed. A task already stored
     changes nothing, so replaying a batch is a no-op. The cost per task does not depend on how
-    many flags its case already holds: no packet is built here (see `cases`)."""
+    many flags its case already holds: no packet is built here (see `cases`).
+
+    With an `escalator`, the policy's escalations are evaluated across each case's flags (see
+    `escalation`): the tasks an escalation makes join the case in the same change, and those
+    for other destinations (a P0's emergency route) are applied next, in the same transaction.
+    """
+    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator)
+    if follow:
+        applied += await apply_tasks(
+            session=session, tasks=follow, now=now, deadlines=deadlines, escalator=escalator
+        )
+    return applied
+
+
+async def _apply_round(
+    session: AsyncSession,
+    tasks: Sequence[ReferralTask],
+    now: datetime,
+    deadlines: Mapping[Priority, Deadlines],
+    escalator: Escalator | None,
+) -> tuple[list[AppliedTask], list[ReferralTask]]:
+    """`apply_tasks` for the given tasks; returns what was applied, and the tasks escalations
+    made for other cases."""
     unique = {t.task_id: t for t in tasks}
     if not unique:
-        return []
+        return [], []
     keys = sorted({t.case_key for t in unique.values()})
     applied: list[AppliedTask] = []
+    follow: list[ReferralTask] = []
     for _ in range(3):  # a case another worker opened meanwhile is locked on the next round
         locked = await _lock_open_cases(session, keys)
         known = set(
@@ -146,13 +171,27 @@ async def apply_tasks(
         )
         new = [t for t in unique.values() if t.task_id not in known and t.case_key in keys]
         if not new:
-            return applied
+            return applied, follow
         by_case: dict[str, list[ReferralTask]] = {}
         for task in new:
             by_case.setdefault(task.case_key, []).append(task)
+        ledgers = _escalate(escalator, by_case, locked, now)
+        flags = {key: len(arriving) for key, arriving in by_case.items()}
+        elsewhere: dict[str, list[ReferralTask]] = {}
+        for key, outcome in ledgers.items():
+            for made in outcome.tasks:
+                if made.case_key == key:
+                    by_case[key].append(made)
+                else:
+                    elsewhere.setdefault(key, []).append(made)
         await _store_flags(session, new, now)
         opened = await _open_cases(
-            session, {k: v for k, v in by_case.items() if k not in locked}, deadlines, now
+            session,
+            {k: v for k, v in by_case.items() if k not in locked},
+            deadlines,
+            now,
+            ledgers,
+            flags,
         )
         joined = {key: (row.case_id, _state(row)) for key, row in locked.items() if key in by_case}
         moves = {
@@ -163,9 +202,12 @@ async def apply_tasks(
                 opened=False,
                 deadlines=deadlines,
                 now=now,
+                flags=flags[key],
             )
             for key, (_, state) in joined.items()
         }
+        for key, (_, state) in joined.items():
+            state.fired_rules = ledgers[key].ledger
         attached = [
             (case_id, state.packet_version - int(moves[key].new_version), by_case[key])
             for key, (case_id, state) in joined.items()
@@ -188,10 +230,32 @@ async def apply_tasks(
                 )
                 for i, t in enumerate(by_case[key])
             )
+        follow += [made for key in everything for made in elsewhere.get(key, [])]
         keys = [key for key in by_case if key not in everything]
         if not keys:
-            return applied
+            return applied, follow
     raise ConcurrentChange("cases kept being opened by another transaction")
+
+
+def _escalate(
+    escalator: Escalator | None,
+    by_case: Mapping[str, Sequence[ReferralTask]],
+    locked: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, escalation.Escalated]:
+    """Each case's ledger after the arriving tasks, and the escalations they fired."""
+    ledgers: dict[str, escalation.Escalated] = {}
+    for key, arriving in by_case.items():
+        row = locked.get(key)
+        ledgers[key] = escalation.escalate(
+            escalator,
+            destination=arriving[0].destination,
+            case_version=row.policy_version if row is not None else arriving[0].policy_version,
+            ledger=row.fired_rules if row is not None else {},
+            arriving=arriving,
+            now=now,
+        )
+    return ledgers
 
 
 def _criteria(tasks: Sequence[ReferralTask]) -> list[str]:
@@ -220,6 +284,8 @@ async def _open_cases(
     by_case: Mapping[str, Sequence[ReferralTask]],
     deadlines: Mapping[Priority, Deadlines],
     now: datetime,
+    ledgers: Mapping[str, escalation.Escalated],
+    flags: Mapping[str, int],
 ) -> dict[str, tuple[UUID, CaseState, cases.Moved]]:
     """Open a case per key; a key whose open case another worker inserted first is left out
     (the caller locks that case and joins it on its next round)."""
@@ -230,8 +296,16 @@ async def _open_cases(
     for key in sorted(by_case):
         tasks = by_case[key]
         state = cases.open_case(tasks, now)
+        state.policy_version = tasks[0].policy_version
+        state.fired_rules = ledgers[key].ledger
         moved = cases.join(
-            state, tasks, _criteria(tasks), opened=True, deadlines=deadlines, now=now
+            state,
+            tasks,
+            _criteria(tasks),
+            opened=True,
+            deadlines=deadlines,
+            now=now,
+            flags=flags[key],
         )
         first = tasks[0]
         case_id = uuid4()

@@ -24,8 +24,10 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.pipeline.startup import startup_checks
 from services.referral import store, sweep
 from services.referral.database import new_engine, new_sessionmaker, transient_database_error
+from services.referral.escalation import Escalator
 from services.referral.models import ParkedMessage
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,14 @@ class TaskRecorder:
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         metrics: Metrics,
+        escalator: Escalator | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._producer = producer
         self._sessions = sessions
         self._settings = settings
         self._metrics = metrics
+        self._escalator = escalator
         self._clock = clock
 
     async def __call__(self, records: Sequence[Record]) -> None:
@@ -81,13 +85,19 @@ class TaskRecorder:
             await store.enable_durable_commit(session)
             await store.record_decisions(session=session, decisions=decisions)
             applied = await store.apply_tasks(
-                session=session, tasks=tasks, deadlines=s.sla_deadlines, now=now
+                session=session,
+                tasks=tasks,
+                deadlines=s.sla_deadlines,
+                now=now,
+                escalator=self._escalator,
             )
         # Counted as soon as stored: a retry after a failed send below finds these tasks
         # stored, and their breaches marked, so it would never count them.
         m = self._metrics
         for item in applied:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
+            if item.task.escalation is not None:
+                m.case_escalations.labels(item.task.escalation, item.task.priority.value).inc()
             for priority, stage in item.breaches:
                 m.sla_breaches.labels(priority.value, stage.value).inc()
             if item.became_ready:
@@ -188,11 +198,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop_on_signals(stop)
     metrics = Metrics(CollectorRegistry())
     metrics_module.serve(metrics.registry, settings.api_host, settings.worker_metrics_port)
+    policy, directory = startup_checks(settings)
+    escalator = Escalator(policy, directory, settings.home_force_id, settings.sla_deadlines)
     engine = new_engine(settings.database_url)
     sessions = new_sessionmaker(engine)
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
-        return TaskRecorder(producer, sessions=sessions, settings=settings, metrics=metrics)
+        return TaskRecorder(
+            producer, sessions=sessions, settings=settings, metrics=metrics, escalator=escalator
+        )
 
     sweeper = asyncio.create_task(
         SlaSweeper(sessions=sessions, metrics=metrics).run(settings.sla_sweep_seconds, stop)

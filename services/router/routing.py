@@ -79,11 +79,6 @@ def _with_rules(head: bytes, rules: bytes) -> bytes:
     return b"".join((head[:at], b',"rules":', rules, head[at:]))
 
 
-def case_key(flag: ModerationFlag, destination: Destination) -> str:
-    """Subject × destination: the organisation, the reported account and where it is sent."""
-    return f"{flag.platform.org_id}|{flag.subject.account_id}|{destination.key}"
-
-
 class _Planned(NamedTuple):
     destination: Destination
     criteria: tuple[Criterion, ...]
@@ -174,7 +169,7 @@ def route(
             {
                 "schema_version": 1,
                 "task_id": task_id_for(flag_id, task.destination),
-                "case_key": case_key(flag, task.destination),
+                "case_key": destinations.case_key(flag, task.destination),
                 "flag_id": flag.flag_id,
                 "destination": task.destination,
                 "criteria": list(task.criteria),
@@ -185,6 +180,8 @@ def route(
                 "detected_at": flag.detected_at,
                 "routed_at": now,
                 "due_at": first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
+                "escalation": None,
+                "escalated_from": [],
                 "flag": flag,
             },
         )

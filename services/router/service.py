@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from schemas.flag import ModerationFlag
 from schemas.referral import Decision
 from services.domain.destinations import unknown_force_ids
-from services.domain.forces import ForceDirectory, uk_forces
-from services.domain.policy import Policy, PolicyError, load_policy
+from services.domain.forces import ForceDirectory
+from services.domain.policy import Policy
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
@@ -27,6 +27,7 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.pipeline.startup import startup_checks
 from services.router.routing import Routing, route
 
 log = logging.getLogger(__name__)
@@ -174,22 +175,6 @@ def _with_shadow_rules(decision: Decision) -> tuple[str, list[str]] | None:
     outcome = "refer" if any(rule.outcome == "refer" for rule in decision.rules) else "review"
     criteria = sorted({c.value for rule in decision.rules for c in rule.criteria})
     return outcome, criteria
-
-
-def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:
-    """The policy (CSAE_POLICY_FILE, else the bundled one) and force directory, or a refusal
-    to start that names what is wrong."""
-    try:
-        policy = load_policy(settings.policy_file)
-    except PolicyError as exc:
-        raise SystemExit(f"CSAE_POLICY_FILE: the reporting policy is refused:\n{exc}") from None
-    directory = uk_forces()
-    if settings.home_force_id not in directory.forces:
-        raise SystemExit(
-            f"CSAE_HOME_FORCE_ID={settings.home_force_id!r} is not a force id; "
-            f"one of: {', '.join(sorted(directory.forces))}"
-        )
-    return policy, directory
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

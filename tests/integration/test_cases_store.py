@@ -14,6 +14,7 @@ from services.domain.forces import uk_forces
 from services.domain.policy import default_policy
 from services.referral import queries, store
 from services.referral.enums import CaseStatus
+from services.referral.escalation import Escalator
 from services.referral.models import Case, PacketRecord, Task
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
@@ -201,3 +202,64 @@ async def test_cases_opened_one_after_another_on_one_connection_all_open(
             (await store.apply_tasks(session=session, tasks=[task], now=NOW))[0] for task in tasks
         ]
     assert [a.status for a in opened] == [CaseStatus.READY] * 10
+
+
+async def test_a_case_that_becomes_p0_across_flags_gets_the_emergency_route_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Sextortion and self-harm about one child, on two flags from two models: the police case
+    becomes P0 (its packet says so) and the police where the child is get a P0 case too; a
+    redelivered flag changes nothing."""
+    escalator = Escalator(default_policy(), uk_forces(), "kent")
+    facts: dict[str, Any] = {
+        "subject": subject("acct-escalates"),
+        "child": {"age_band": "13_15", "location": {"country": "FR"}},
+    }
+    first = routed(make_flag(signals=[signal("coercion", 0.92)], **facts))
+    second = routed(make_flag(signals=[signal("self_harm", 0.93)], **facts))
+
+    async def apply_escalating(tasks: list[ReferralTask]) -> list[store.AppliedTask]:
+        async with sessions() as session, session.begin():
+            return await store.apply_tasks(
+                session=session, tasks=tasks, now=NOW, escalator=escalator
+            )
+
+    await apply_escalating(list(first.tasks))
+    (police_key,) = {t.case_key for t in first.tasks}
+    (case,), _, _ = await case_state(sessions, police_key)
+    assert (case.status, case.priority) == (CaseStatus.READY, "P1")
+
+    applied = await apply_escalating(list(second.tasks))
+    made = [a.task for a in applied if a.task.escalation is not None]
+    # Both escalations fire, as they do on one flag with both signals; the P0 one also goes
+    # to the police where the child is.
+    assert {(t.escalation, t.destination.key, t.priority) for t in made} == {
+        ("sextortion-with-self-harm", "police:kent", Priority.P0),
+        ("sextortion-with-self-harm", "intl:FR:local_police", Priority.P0),
+        ("sextortion-with-self-harm-cues", "police:kent", Priority.P1),
+    }
+    (case,), tasks, _ = await case_state(sessions, police_key)
+    assert (case.status, case.priority, case.flag_count, tasks) == (CaseStatus.READY, "P0", 2, 4)
+    assert case.fired_rules["sextortion-with-self-harm"]["from"] == [
+        str(first.decision.flag_id),
+        str(second.decision.flag_id),
+    ]
+    (abroad,), _, _ = await case_state(
+        sessions, made[0].case_key.replace("police:kent", "intl:FR:local_police")
+    )
+    assert (abroad.status, abroad.priority) == (CaseStatus.READY, "P0")
+
+    async with sessions() as session, session.begin():
+        built = await store.packet(
+            session=session,
+            case_id=case.case_id,
+            version=case.packet_version,
+            config=PACKETS,
+            now=NOW,
+        )
+    assert built is not None
+    packet = PolicePacket.model_validate(built.body)
+    assert packet.priority is Priority.P0
+    assert render_text(packet).startswith("A CHILD MAY BE IN IMMEDIATE DANGER")
+
+    assert await apply_escalating(list(second.tasks)) == [], "a redelivered flag changes nothing"

@@ -15,6 +15,7 @@ from services.domain.policy import default_policy
 from services.pipeline.decode import Refusal
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.pipeline.startup import startup_checks
 from services.router import service
 from services.router.routing import Routing
 from tests.factories import DETECTED_AT, flag_document, signal
@@ -85,7 +86,7 @@ def test_the_router_refuses_to_start_with_an_invalid_policy_naming_rule_and_fiel
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(SystemExit) as refused:
-        service.startup_checks(Settings(policy_file=path))
+        startup_checks(Settings(policy_file=path))
     message = str(refused.value)
     assert message.startswith("CSAE_POLICY_FILE: the reporting policy is refused:")
     assert f"{path}: rule 'iioc-hash-exact': then.priority: Input should be" in message
@@ -96,9 +97,9 @@ def test_the_router_starts_with_the_policy_file_it_is_given(tmp_path: Path) -> N
     data["version"] = "site.3"
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(data))
-    policy, _ = service.startup_checks(Settings(policy_file=path))
+    policy, _ = startup_checks(Settings(policy_file=path))
     assert policy.version == "site.3"
-    assert service.startup_checks(Settings())[0] == default_policy()
+    assert startup_checks(Settings())[0] == default_policy()
 
 
 async def test_shadow_rules_are_counted_and_recorded_but_never_emit_a_task(
