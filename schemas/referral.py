@@ -183,6 +183,9 @@ class RejectionReason(StrEnum):
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     EMBEDDED_MEDIA = "embedded_media"
     INVALID = "invalid"
+    UNKNOWN_ORGANISATION = "unknown_organisation"
+    """The flag's `platform.org_id` is not in the directory of reporting organisations: no
+    packet may be sent in its name."""
     UNPROCESSABLE = "unprocessable"
     """Valid, but the service could not process it: a bug to fix, reported instead of blocking."""
 

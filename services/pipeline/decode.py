@@ -244,14 +244,11 @@ def flag_id_in(raw: bytes | None) -> UUID | None:
 
 def unprocessable(raw: bytes | None, flag_id: UUID | None, error: str) -> Refusal:
     """A refusal for a valid message that processing failed on; names only the error type."""
+    return refused(raw, flag_id, RejectionReason.UNPROCESSABLE, f"processing failed: {error}")
+
+
+def refused(raw: bytes | None, flag_id: UUID | None, reason: RejectionReason, msg: str) -> Refusal:
+    """A refusal of a valid message by a rule of the service (`msg` names no value of it)."""
     raw = raw or b""
-    problem = ValidationProblem(
-        loc=[], type=RejectionReason.UNPROCESSABLE.value, msg=f"processing failed: {error}"
-    )
-    return Refusal(
-        RejectionReason.UNPROCESSABLE,
-        (problem,),
-        len(raw),
-        hashlib.sha256(raw).hexdigest(),
-        flag_id,
-    )
+    problem = ValidationProblem(loc=[], type=reason.value, msg=msg)
+    return Refusal(reason, (problem,), len(raw), hashlib.sha256(raw).hexdigest(), flag_id)

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         default="Designated Safeguarding Lead, +44 20 0000 0000", min_length=1, max_length=256
     )
     safeguarding_email: str | None = Field(default=None, max_length=256)
+    org_country: str = Field(default="GB", pattern="^[A-Z]{2}$")
+    """The country of the organisation named above (ISO 3166-1 alpha-2)."""
+    org_directory_file: Path | None = None
+    """The reporting organisations by `platform.org_id` (see `services/domain/organisations.py`);
+    unset: the one organisation above sends every packet."""
+    single_organisation: bool = False
+    """With a directory of exactly one organisation: it sends every packet, whatever the flag's
+    `platform.org_id` (otherwise a flag from an unlisted organisation is refused)."""
 
     sla_deadlines: dict[Priority, Deadlines] = Field(
         default_factory=lambda: dict(DEFAULT_DEADLINES)

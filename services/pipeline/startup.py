@@ -2,6 +2,12 @@
 directory, or a refusal to start that names what is wrong."""
 
 from services.domain.forces import ForceDirectory, uk_forces
+from services.domain.organisations import (
+    DirectoryError,
+    Organisation,
+    Organisations,
+    read_directory,
+)
 from services.domain.policy import Policy, PolicyError, load_policy
 from services.pipeline.settings import Settings
 
@@ -20,3 +26,30 @@ def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:
             f"one of: {', '.join(sorted(directory.forces))}"
         )
     return policy, directory
+
+
+def organisations(settings: Settings) -> Organisations:
+    """The reporting organisations (CSAE_ORG_DIRECTORY_FILE), else the one configured by
+    CSAE_ORG_NAME and its contact for every flag; a refusal to start naming what is wrong."""
+    path = settings.org_directory_file
+    if path is None:
+        try:
+            return Organisations.only(
+                Organisation(
+                    org_id="configured",
+                    name=settings.org_name,
+                    safeguarding_contact=settings.safeguarding_contact,
+                    safeguarding_email=settings.safeguarding_email,
+                    country=settings.org_country,
+                )
+            )
+        except ValueError as exc:
+            raise SystemExit(f"CSAE_ORG_NAME and its contact are refused: {exc}") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"CSAE_ORG_DIRECTORY_FILE: cannot read {path}: {exc}") from None
+    try:
+        return read_directory(text, source=str(path), single=settings.single_organisation)
+    except DirectoryError as exc:
+        raise SystemExit(f"CSAE_ORG_DIRECTORY_FILE: the directory is refused: {exc}") from None

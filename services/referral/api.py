@@ -24,6 +24,7 @@ from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.pipeline.startup import organisations
 from services.referral import queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
@@ -204,6 +205,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         ),
         directory=uk_forces(),
         deadlines=settings.sla_deadlines,
+        organisations=organisations(settings),
     )
 
     @asynccontextmanager

@@ -20,6 +20,7 @@ from schemas.packets import Supplement
 from schemas.referral import Criterion, Decision, Priority, ReferralTask
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
+from services.domain.organisations import Organisations
 from services.referral import cases, escalation
 from services.referral.cases import Breach, CaseState
 from services.referral.database import JsonText
@@ -53,8 +54,21 @@ class CaseConfig:
     packets, and the SLA deadlines for its clocks."""
 
     reporter: Reporter
+    """Who sends a packet when `organisations` does not list the case's organisation."""
     directory: ForceDirectory
     deadlines: Mapping[Priority, Deadlines] = field(default_factory=lambda: DEFAULT_DEADLINES)
+    organisations: Organisations | None = None
+
+    def reporter_for(self, org_id: str) -> Reporter:
+        """The organisation a case's packets come from: its directory entry."""
+        entry = self.organisations.find(org_id) if self.organisations else None
+        if entry is None:
+            return self.reporter
+        return Reporter(
+            name=entry.name,
+            safeguarding_contact=entry.safeguarding_contact,
+            safeguarding_email=entry.safeguarding_email,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,7 +606,7 @@ async def _materialise(
         version=version,
         destination=tasks[0].destination,
         tasks=tasks[::-1],
-        reporter=config.reporter,
+        reporter=config.reporter_for(case.org_id),
         directory=config.directory,
         now=now,
         supplement=supplement,

@@ -24,7 +24,7 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.pipeline.startup import startup_checks
+from services.pipeline.startup import organisations, startup_checks
 from services.referral import store, sweep
 from services.referral.database import new_engine, new_sessionmaker, transient_database_error
 from services.referral.escalation import Escalator
@@ -200,6 +200,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_module.serve(metrics.registry, settings.api_host, settings.worker_metrics_port)
     policy, directory = startup_checks(settings)
     escalator = Escalator(policy, directory, settings.home_force_id, settings.sla_deadlines)
+    organisations(settings)  # a malformed directory stops every process at start
     engine = new_engine(settings.database_url)
     sessions = new_sessionmaker(engine)
 

@@ -10,12 +10,13 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from schemas.flag import ModerationFlag
-from schemas.referral import Decision
+from schemas.referral import Decision, RejectionReason
 from services.domain.destinations import unknown_force_ids
 from services.domain.forces import ForceDirectory
+from services.domain.organisations import Organisations
 from services.domain.policy import Policy
 from services.pipeline import metrics as metrics_module
-from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
+from services.pipeline.decode import Refusal, decode, flag_id_in, refused, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -27,7 +28,7 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
-from services.pipeline.startup import startup_checks
+from services.pipeline.startup import organisations, startup_checks
 from services.router.routing import Routing, route
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class FlagRouter:
         metrics: Metrics,
         policy: Policy,
         directory: ForceDirectory,
+        organisations: Organisations | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._producer = producer
@@ -55,6 +57,7 @@ class FlagRouter:
         self._metrics = metrics
         self._policy = policy
         self._directory = directory
+        self._organisations = organisations
         self._clock = clock
 
     def _route(self, record: Record, now: datetime) -> Routing | Refusal:
@@ -62,6 +65,16 @@ class FlagRouter:
         result = decode(record.value, ModerationFlag, max_bytes=self._settings.max_flag_bytes)
         if isinstance(result, Refusal):
             return result
+        if self._organisations is not None and (
+            self._organisations.find(result.platform.org_id) is None
+        ):
+            # No packet may go out in the name of an organisation the deployment does not know.
+            return refused(
+                record.value,
+                result.flag_id,
+                RejectionReason.UNKNOWN_ORGANISATION,
+                "platform.org_id is not in the directory of reporting organisations",
+            )
         for force_id in unknown_force_ids(result, self._directory):
             # Passed over for the postcode (else the next fallback): say so, or a producer's
             # stale or misspelt force id would send referrals to another force unnoticed.
@@ -180,6 +193,7 @@ def _with_shadow_rules(decision: Decision) -> tuple[str, list[str]] | None:
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the router until SIGTERM/SIGINT (or `stop`)."""
     policy, directory = startup_checks(settings)
+    listed = organisations(settings)
     log.info(
         "reporting policy loaded",
         extra={"policy_version": policy.version, "rules": len(policy.rules)},
@@ -191,7 +205,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return FlagRouter(
-            producer, settings=settings, metrics=metrics, policy=policy, directory=directory
+            producer,
+            settings=settings,
+            metrics=metrics,
+            policy=policy,
+            directory=directory,
+            organisations=listed,
         )
 
     await run_consumer_service(
