@@ -138,6 +138,7 @@ def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
         uk_forces(),
         settings.home_force_id,
         max_bytes=settings.max_flag_bytes,
+        breaker=settings.breaker(),
     )
     progress = _Progress(total) if sys.stderr.isatty() else None
     with args.file.open("rb") as lines:
@@ -180,6 +181,37 @@ def _parked_list(settings: Settings, args: argparse.Namespace) -> int:
             f"{m.error_type} ({m.tries})  {m.flag_id or '-'}"
         )
     print(f"{len(rows)} parked message(s) not resolved")
+    return 0
+
+
+def _breaker_list(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral.breakers import run_listed
+
+    rows = asyncio.run(run_listed(settings.database_url))
+    for b in rows:
+        state = (
+            "OPEN" if b.closed_at is None else f"closed {b.closed_at.isoformat()} by {b.closed_by}"
+        )
+        print(f"{b.system}/{b.version}  opened {b.opened_at.isoformat()}  {state}")
+        print(f"    why: {b.reason}")
+        if b.close_note:
+            print(f"    closed because: {b.close_note}")
+    print(f"{sum(b.closed_at is None for b in rows)} open; {len(rows)} listed (latest 100)")
+    return 0
+
+
+def _breaker_close(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral.breakers import run_close
+
+    closed = asyncio.run(
+        run_close(
+            settings.database_url, (args.system, args.version), by=f"cli:{args.by}", note=args.note
+        )
+    )
+    if closed is None:
+        print(f"no open breaker for {args.system}/{args.version}", file=sys.stderr)
+        return 1
+    print(f"closed the breaker of {args.system}/{args.version}: its referrals go out again")
     return 0
 
 
@@ -277,6 +309,20 @@ def parser() -> argparse.ArgumentParser:
     parksub.add_parser(
         "replay", help="store them again from Kafka, once their cause is fixed"
     ).set_defaults(handler=_parked_replay)
+
+    breaker = sub.add_parser("breaker", help="flood breakers: a source sending far past its rate")
+    breakersub = breaker.add_subparsers(dest="action", required=True)
+    breakersub.add_parser("list", help="the latest breakers, open and closed").set_defaults(
+        handler=_breaker_list
+    )
+    close = breakersub.add_parser(
+        "close", help="close a source's breaker: its referrals go out again (say who and why)"
+    )
+    close.add_argument("system")
+    close.add_argument("version")
+    close.add_argument("--by", required=True, help="who closes it (kept with the breaker)")
+    close.add_argument("--note", required=True, help="why (kept with the breaker)")
+    close.set_defaults(handler=_breaker_close)
 
     demo = sub.add_parser("demo", help="publish the sample flags and show the cases they make")
     demo.add_argument("file", type=Path)

@@ -115,6 +115,26 @@ class Metrics:
             ["destination", "status"],
             registry=registry,
         )
+        self.breaker_open = Gauge(
+            "csae_breaker_open",
+            "1 while a source's flood breaker is open (its referrals held as reviews), at the "
+            "last SLA sweep; by source (system/version).",
+            ["source"],
+            registry=registry,
+        )
+        self.breaker_held = Counter(
+            "csae_breaker_held",
+            "Referral tasks held as reviews because their source's flood breaker was open.",
+            ["source"],
+            registry=registry,
+        )
+        self.breaker_passed = Counter(
+            "csae_breaker_passed",
+            "Referrals of a child in immediate danger sent although their source's breaker was "
+            "open.",
+            ["source"],
+            registry=registry,
+        )
         self.case_escalations = Counter(
             "csae_case_escalations",
             "Tasks made by an escalation of the policy firing across the flags of a case, by the "

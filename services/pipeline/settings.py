@@ -1,5 +1,6 @@
 """Configuration of every process, from `CSAE_*` environment variables. Built once, then passed."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -7,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.referral import Priority
+from services.domain.breaker import BreakerSettings
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, with_defaults
 
 
@@ -84,7 +86,30 @@ class Settings(BaseSettings):
     sla_sweep_seconds: float = Field(default=15.0, gt=0)
     """How often the worker checks the SLA clocks of open cases."""
 
+    breaker_enabled: bool = True
+    """The flood breaker (see `services/domain/breaker.py`): a source sending far past its
+    usual rate has its referrals held as reviews until a person closes it."""
+    breaker_factor: float = Field(default=10.0, gt=1)
+    breaker_min_flags: int = Field(default=500, ge=1)
+    breaker_window_seconds: float = Field(default=300.0, ge=60)
+    breaker_baseline_seconds: float = Field(default=86_400.0, ge=600)
+    breaker_cool_down_seconds: float | None = Field(default=None, gt=0)
+    """Unset: only a person closes a breaker (`csae breaker close`, or the admin API)."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def breaker(self) -> BreakerSettings | None:
+        """The flood breaker's thresholds; None when it is turned off."""
+        if not self.breaker_enabled:
+            return None
+        cool_down = self.breaker_cool_down_seconds
+        return BreakerSettings(
+            factor=self.breaker_factor,
+            min_flags=self.breaker_min_flags,
+            window=timedelta(seconds=self.breaker_window_seconds),
+            baseline=timedelta(seconds=self.breaker_baseline_seconds),
+            cool_down=timedelta(seconds=cool_down) if cool_down is not None else None,
+        )
 
     @field_validator("sla_deadlines", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
@@ -25,7 +25,7 @@ from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations
-from services.referral import queries, store
+from services.referral import breakers, queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
@@ -38,7 +38,7 @@ from services.referral.exceptions import (
 )
 from services.referral.keys import Role, key_hash, load_keys
 from services.referral.lifecycle import PERSON_TRANSITIONS
-from services.referral.models import Case
+from services.referral.models import Breaker, Case
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
 
@@ -133,6 +133,26 @@ class TransitionRequest(BaseModel):
         ]
         | None
     ) = None
+
+
+class BreakerClose(BaseModel):
+    """Close a source's flood breaker: why (kept with the breaker, beside the key that did it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[
+        str, Field(min_length=1, max_length=1000, pattern=_NOTE_TEXT), AfterValidator(_no_media)
+    ]
+
+
+class BreakerView(BaseModel):
+    source: str
+    """`system/version`."""
+    opened_at: AwareDatetime
+    reason: str
+    closed_at: AwareDatetime | None
+    closed_by: str | None
+    close_note: str | None
 
 
 class CasePage(BaseModel):
@@ -382,6 +402,47 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},
         )
         return await _detail(s, case)
+
+    admin = allow(Role.ADMIN)
+
+    def _breaker(b: Breaker) -> BreakerView:
+        return BreakerView(
+            source=f"{b.system}/{b.version}",
+            opened_at=b.opened_at,
+            reason=b.reason,
+            closed_at=b.closed_at,
+            closed_by=b.closed_by,
+            close_note=b.close_note,
+        )
+
+    @app.get("/v1/breakers", dependencies=admin, tags=["breakers"])
+    async def list_breakers(s: Db) -> list[BreakerView]:
+        """The latest flood breakers, open and closed (admin)."""
+        return [_breaker(b) for b in await breakers.listed(s)]
+
+    @app.post(
+        "/v1/breakers/{system}/{version}/close",
+        dependencies=admin,
+        tags=["breakers"],
+        responses={404: {"model": Problem}},
+    )
+    async def close_breaker(
+        system: Annotated[str, Path(max_length=64)],
+        version: Annotated[str, Path(max_length=64)],
+        request: BreakerClose,
+        who: Annotated[Caller, Depends(caller)],
+        s: Db,
+    ) -> BreakerView:
+        """Close a source's open flood breaker (admin): its referrals go out again. Who (the
+        key) and why (the note) are kept with the breaker."""
+        async with s.begin():
+            closed = await breakers.close(
+                s, (system, version), by=who.actor, note=request.note, now=clock()
+            )
+        if closed is None:
+            raise NotFound("no open breaker for that source")
+        log.info("flood breaker closed", extra={"actor": who.actor})
+        return _breaker(closed)
 
     @app.get(
         "/v1/cases/{case_id}/packets/{version}",

@@ -220,3 +220,46 @@ class ParkedMessage(Base):
     parked_at: Mapped[datetime] = mapped_column(Timestamp)
     resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
     """When a person replayed or closed it."""
+
+
+class SourceRate(Base):
+    __tablename__ = "source_rates"
+    __table_args__ = (
+        Index("ix_source_rates_system_minute", "system", "minute"),
+        {
+            "comment": "Flags that made referral tasks, per source and minute: the flood breaker's "
+            "counts (kept for its baseline period)."
+        },
+    )
+
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    flags: Mapped[int] = mapped_column(Integer)
+
+
+class Breaker(Base):
+    __tablename__ = "breakers"
+    __table_args__ = (
+        Index(
+            "uq_breakers_open",
+            "system",
+            "version",
+            unique=True,
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        {
+            "comment": "Flood breakers, open and closed: who or what closed each, and why. While "
+            "one is open, its source's referrals are held as reviews."
+        },
+    )
+
+    breaker_id: Mapped[UUID] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str] = mapped_column(String(256))
+    closed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    """`cool-down`, `cli:<name>` or `admin:<key id>`."""
+    close_note: Mapped[str | None] = mapped_column(String(1024))

@@ -6,8 +6,9 @@ before the batch checks which of its tasks are already stored, and a case is ope
 that the open-case-key index makes unique. The case rules themselves are `cases`, which is pure.
 """
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -18,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.packets import Supplement
 from schemas.referral import Criterion, Decision, Priority, ReferralTask
+from services.domain import breaker as flood
+from services.domain.breaker import BreakerSettings, Source, source_label
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
 from services.domain.organisations import Organisations
-from services.referral import cases, escalation
+from services.referral import breakers, cases, escalation
 from services.referral.cases import Breach, CaseState
 from services.referral.database import JsonText
 from services.referral.enums import OPEN_STATUSES, CaseStatus
@@ -40,6 +43,8 @@ from services.referral.models import (
     Task,
 )
 from services.referral.packets import Reporter, Totals, build_packet
+
+log = logging.getLogger(__name__)
 
 PACKET_FLAGS = 200
 """A packet lists at most this many flags, the latest; it counts the rest. The case API lists
@@ -81,6 +86,10 @@ class AppliedTask:
     became_ready: bool
     breaches: tuple[Breach, ...] = ()
     """Breaches found by this change of the case (listed on its first task only)."""
+    held: bool = False
+    """A referral held as a review: its source's flood breaker is open."""
+    passed: bool = False
+    """A child in immediate danger, sent although its source's flood breaker is open."""
 
 
 async def enable_durable_commit(session: AsyncSession) -> None:
@@ -144,6 +153,7 @@ async def apply_tasks(
     now: datetime,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
     escalator: Escalator | None = None,
+    breaker: BreakerSettings | None = None,
 ) -> list[AppliedTask]:
     """Attach new tasks to their open cases, opening cases when needed. A task already stored
     changes nothing, so replaying a batch is a no-op. The cost per task does not depend on how
@@ -152,13 +162,42 @@ async def apply_tasks(
     With an `escalator`, the policy's escalations are evaluated across each case's flags (see
     `escalation`): the tasks an escalation makes join the case in the same change, and those
     for other destinations (a P0's emergency route) are applied next, in the same transaction.
+    With a `breaker`, the new flags are counted by source, a source sending far past its usual
+    rate has its breaker opened, and the referrals of sources whose breaker is open are held
+    as reviews (see `services.domain.breaker`).
     """
-    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator)
+    holding: frozenset[Source] = frozenset()
+    if breaker is not None and tasks:
+        stored = await _stored(session, [t.task_id for t in tasks])
+        fresh = [t for t in tasks if t.task_id not in stored and t.escalation is None]
+        sources = await breakers.count(session, fresh, now)
+        for opened in await breakers.trip(session, sources, now, breaker):
+            log.warning(
+                "flood breaker opened: the source's referrals are held for review",
+                extra={"source": source_label(opened.source), "reason": opened.reason},
+            )
+        holding = await breakers.holding(session, sources)
+    return await _apply_all(session, tasks, now, deadlines, escalator, holding)
+
+
+async def _apply_all(
+    session: AsyncSession,
+    tasks: Sequence[ReferralTask],
+    now: datetime,
+    deadlines: Mapping[Priority, Deadlines],
+    escalator: Escalator | None,
+    holding: frozenset[Source],
+) -> list[AppliedTask]:
+    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator, holding)
     if follow:
-        applied += await apply_tasks(
-            session=session, tasks=follow, now=now, deadlines=deadlines, escalator=escalator
-        )
+        applied += await _apply_all(session, follow, now, deadlines, escalator, holding)
     return applied
+
+
+async def _stored(session: AsyncSession, task_ids: Sequence[UUID]) -> set[UUID]:
+    return set(
+        (await session.scalars(select(Task.task_id).where(Task.task_id.in_(task_ids)))).all()
+    )
 
 
 async def _apply_round(
@@ -167,6 +206,7 @@ async def _apply_round(
     now: datetime,
     deadlines: Mapping[Priority, Deadlines],
     escalator: Escalator | None,
+    holding: frozenset[Source],
 ) -> tuple[list[AppliedTask], list[ReferralTask]]:
     """`apply_tasks` for the given tasks; returns what was applied, and the tasks escalations
     made for other cases."""
@@ -178,11 +218,7 @@ async def _apply_round(
     follow: list[ReferralTask] = []
     for _ in range(3):  # a case another worker opened meanwhile is locked on the next round
         locked = await _lock_open_cases(session, keys)
-        known = set(
-            (
-                await session.scalars(select(Task.task_id).where(Task.task_id.in_(list(unique))))
-            ).all()
-        )
+        known = await _stored(session, list(unique))
         new = [t for t in unique.values() if t.task_id not in known and t.case_key in keys]
         if not new:
             return applied, follow
@@ -190,6 +226,7 @@ async def _apply_round(
         for task in new:
             by_case.setdefault(task.case_key, []).append(task)
         ledgers = _escalate(escalator, by_case, locked, now)
+        notes: dict[str, str] = {}
         flags = {key: len(arriving) for key, arriving in by_case.items()}
         elsewhere: dict[str, list[ReferralTask]] = {}
         for key, outcome in ledgers.items():
@@ -198,6 +235,15 @@ async def _apply_round(
                     by_case[key].append(made)
                 else:
                     elsewhere.setdefault(key, []).append(made)
+        held: set[UUID] = set()
+        if holding:
+            for key, arriving in by_case.items():
+                by_case[key] = [flood.held(t, holding, deadlines) for t in arriving]
+                held.update(
+                    t.task_id for t, was in zip(by_case[key], arriving, strict=True) if t is not was
+                )
+                if held.intersection(t.task_id for t in by_case[key]):
+                    notes[key] = "held for review: the flood breaker of its source is open"
         await _store_flags(session, new, now)
         opened = await _open_cases(
             session,
@@ -233,6 +279,11 @@ async def _apply_round(
                 [{"case_id": case_id, **_columns(state)} for case_id, state in joined.values()],
             )
         everything = {**{k: (c, s, moves[k]) for k, (c, s) in joined.items()}, **opened}
+        for key, note in notes.items():
+            if key in everything:
+                case_id, state, moved = everything[key]
+                said = f"{moved.note}; {note}" if moved.note else note
+                everything[key] = (case_id, state, replace(moved, note=said))
         await _log_moves(session, everything, now)
         for key, (case_id, state, moved) in everything.items():
             became_ready = moved.previous is not CaseStatus.READY and (
@@ -240,7 +291,15 @@ async def _apply_round(
             )
             applied.extend(
                 AppliedTask(
-                    t, case_id, state.status, became_ready, moved.breaches if i == 0 else ()
+                    t,
+                    case_id,
+                    state.status,
+                    became_ready,
+                    moved.breaches if i == 0 else (),
+                    held=t.task_id in held,
+                    passed=bool(holding)
+                    and flood.source_of(t) in holding
+                    and flood.goes_out_anyway(t),
                 )
                 for i, t in enumerate(by_case[key])
             )

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask
+from services.domain.breaker import BreakerSettings, source_label, source_of
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.dlq import dead_letter
@@ -25,7 +26,7 @@ from services.pipeline.kafka import (
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations, startup_checks
-from services.referral import store, sweep
+from services.referral import breakers, store, sweep
 from services.referral.database import new_engine, new_sessionmaker, transient_database_error
 from services.referral.escalation import Escalator
 from services.referral.models import ParkedMessage
@@ -90,6 +91,7 @@ class TaskRecorder:
                 deadlines=s.sla_deadlines,
                 now=now,
                 escalator=self._escalator,
+                breaker=s.breaker(),
             )
         # Counted as soon as stored: a retry after a failed send below finds these tasks
         # stored, and their breaches marked, so it would never count them.
@@ -98,6 +100,9 @@ class TaskRecorder:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
             if item.task.escalation is not None:
                 m.case_escalations.labels(item.task.escalation, item.task.priority.value).inc()
+            if item.held or item.passed:
+                source = source_label(source_of(item.task))
+                (m.breaker_held if item.held else m.breaker_passed).labels(source).inc()
             for priority, stage in item.breaches:
                 m.sla_breaches.labels(priority.value, stage.value).inc()
             if item.became_ready:
@@ -152,17 +157,25 @@ class SlaSweeper:
         *,
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
+        breaker: BreakerSettings | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._sessions = sessions
         self._metrics = metrics
+        self._breaker = breaker
         self._clock = clock
 
     async def sweep_once(self) -> sweep.Sweep | None:
         """One sweep; None when another worker is sweeping now (this one skips the round).
-        Every worker also reads how many parked messages wait for a person."""
+        Every worker also reads how many parked messages wait for a person, and which flood
+        breakers are open (closing those whose cool-down passed)."""
         async with self._sessions() as session, session.begin():
             self._metrics.parked_messages.set(await store.unresolved_parked(session=session))
+            if self._breaker is not None:
+                held = await breakers.sweep(session, self._clock(), self._breaker)
+                self._metrics.breaker_open.clear()
+                for source, value in held.items():
+                    self._metrics.breaker_open.labels(source).set(value)
             found = await sweep.sweep_sla(session=session, now=self._clock())
         if found is None:
             # Another worker is sweeping: its gauge is the truth, and with max() over workers
@@ -210,7 +223,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         )
 
     sweeper = asyncio.create_task(
-        SlaSweeper(sessions=sessions, metrics=metrics).run(settings.sla_sweep_seconds, stop)
+        SlaSweeper(sessions=sessions, metrics=metrics, breaker=settings.breaker()).run(
+            settings.sla_sweep_seconds, stop
+        )
     )
     try:
         await run_consumer_service(

@@ -7,10 +7,12 @@ reports is bounded to labels and flag ids: never a subject, a username, an addre
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 from schemas.flag import ModerationFlag
 from schemas.referral import Decision
+from services.domain.breaker import BreakerSettings, Source, source_label, would_open
 from services.domain.forces import ForceDirectory
 from services.domain.policy import Policy
 from services.pipeline.decode import Refusal, decode
@@ -61,8 +63,12 @@ class Replay:
     directory: ForceDirectory
     home_force_id: str
     max_bytes: int
+    breaker: BreakerSettings | None = None
+    """The flood breaker's thresholds: where it would have opened, under the current policy."""
     flags: int = 0
     refused: Counter[str] = field(default_factory=Counter)
+    referred: list[tuple[Source, datetime]] = field(default_factory=list)
+    """Each flag that made a task under the current policy: its source and detection time."""
     tallies: tuple[Tally, Tally] = field(default_factory=lambda: (Tally(), Tally()))
     changes: list[Change] = field(default_factory=list)
 
@@ -84,6 +90,8 @@ class Replay:
         self.flags += 1
         current = self._decide(flag, self.current)
         self.tallies[0].add(current)
+        if current.destinations:
+            self.referred.append(((flag.source.system, flag.source.version), flag.detected_at))
         if self.candidate is None:
             return
         candidate = self._decide(flag, self.candidate)
@@ -121,6 +129,13 @@ class Replay:
             ids += [e.rule_id for e in policy.escalations if e.mode == "active"]
             idle = [rule_id for rule_id in ids if rule_id not in tally.fired]
             lines.append(f"  {policy.version}: {', '.join(idle) or '(none)'}")
+        if self.breaker is not None:
+            opened = would_open(self.referred, self.breaker)
+            lines += ["", f"flood breaker would have opened ({self.current.version})"]
+            lines += [
+                f"  {source_label(source)} at {at.isoformat()}: {tripped.reason(self.breaker)}"
+                for source, at, tripped in opened
+            ] or ["  (never)"]
         if self.candidate is not None:
             lines += ["", f"decision changed for {len(self.changes)} flag(s)"]
             lines += [f"  {c.flag_id}  {c.current}  =>  {c.candidate}" for c in self.changes]
