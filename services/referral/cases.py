@@ -109,9 +109,18 @@ def _set_clock(
     case: CaseState, stage: Stage, due: datetime, priority: str, *, sooner: bool
 ) -> None:
     """Set a stage's deadline and the priority it follows; with `sooner`, only to bring it
-    forward. The priority labels the stage's SLA metrics."""
+    forward. The priority labels the stage's SLA metrics.
+
+    A more urgent priority that keeps an earlier deadline still takes the clock over: a case
+    made P0 by a late flag keeps its (earlier) deadline, now labelled P0, and a breach already
+    counted at the lower priority is counted again, as P0's, so the P0 alert covers the case.
+    """
     current: datetime | None = getattr(case, f"{stage.value}_due_at")
     if sooner and current is not None and current <= due:
+        label: str | None = getattr(case, f"{stage.value}_due_priority")
+        if label is not None and _ORDER.index(Priority(priority)) < _ORDER.index(Priority(label)):
+            setattr(case, f"{stage.value}_due_priority", priority)
+            setattr(case, f"{stage.value}_breached_at", None)
         return
     setattr(case, f"{stage.value}_due_at", due)
     setattr(case, f"{stage.value}_due_priority", priority)

@@ -10,9 +10,12 @@ give the same priority whether they arrive on one flag or on several.
   case: there are as many entries as the policy has rules.
 - Only a police or abroad case escalates, never an IWF case: that case is about images, and a
   person looks at each one.
-- A case is escalated by the policy it was opened under: rules of another version are not
-  entered in its ledger (a rule id may mean something else there), and when the worker runs
-  another version the case is not escalated (`Escalated.version_differs`).
+- A case is escalated by the policy the worker runs. A case opened under another version (a
+  policy changed while it was open, a rolling deploy) is re-evaluated by it: its ledger holds
+  the rules of every version by id (a policy keeps a rule's id while its meaning holds, and
+  gives a changed rule a new id), and the ledger entry of an escalation names the version that
+  fired it (`Escalated.reevaluated` says when it was not the case's own). Missing an
+  escalation leaves a child at risk; firing one a person then reviews does not.
 - An escalation that fires makes one task per destination for the flag that completed it: the
   case's own (its clocks then start from that flag's detection, at the escalation's priority),
   and for a P0 the emergency route a P0 flag gets: the police where the child is, first, and
@@ -57,13 +60,13 @@ class Escalator:
 @dataclass(frozen=True, slots=True)
 class Escalated:
     """What the flags arriving on one case did: its ledger after them, the escalations that
-    fired (oldest first) and the tasks they make; `version_differs` when the case was opened
-    under another policy version than the worker's, so it was not escalated."""
+    fired (oldest first) and the tasks they make; `reevaluated` when one fired by a policy
+    version other than the one the case was opened under."""
 
     ledger: Ledger
     tasks: tuple[ReferralTask, ...] = ()
     fired: tuple[str, ...] = ()
-    version_differs: bool = False
+    reevaluated: bool = False
 
 
 def escalate(
@@ -81,8 +84,6 @@ def escalate(
     made: list[ReferralTask] = []
     fired: list[str] = []
     for task in arriving:
-        if task.policy_version != case_version:
-            continue
         for rule in task.rules:
             if rule.mode == "active":
                 entered.setdefault(
@@ -92,8 +93,6 @@ def escalate(
         if escalator is None or destination.kind is DestinationKind.IWF:
             continue
         policy = escalator.policy
-        if case_version != policy.version:
-            continue
         for escalation in policy.escalations:
             if escalation.mode != "active" or escalation.rule_id in entered:
                 continue
@@ -110,11 +109,12 @@ def escalate(
                 "flag_id": str(task.flag_id),
                 "criteria": criteria,
                 "from": sources,
+                "policy_version": policy.version,
             }
             fired.append(escalation.rule_id)
             made += _tasks(escalator, escalation, task, destination, used, sources, criteria, now)
-    differs = escalator is not None and case_version != escalator.policy.version
-    return Escalated(entered, tuple(made), tuple(fired), differs)
+    reevaluated = bool(fired) and escalator is not None and case_version != escalator.policy.version
+    return Escalated(entered, tuple(made), tuple(fired), reevaluated)
 
 
 def _required(escalation: Escalation, ledger: Ledger) -> list[str] | None:

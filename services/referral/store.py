@@ -268,6 +268,12 @@ async def _apply_round(
         }
         for key, (_, state) in joined.items():
             state.fired_rules = ledgers[key].ledger
+            state.policy_version = state.policy_version or by_case[key][0].policy_version
+            if ledgers[key].reevaluated:
+                log.info(
+                    "case escalated by a policy version other than the one it was opened under",
+                    extra={"case_id": str(joined[key][0])},
+                )
         attached = [
             (case_id, state.packet_version - int(moves[key].new_version), by_case[key])
             for key, (case_id, state) in joined.items()

@@ -206,7 +206,7 @@ def test_an_iwf_case_never_escalates() -> None:
     assert "sextortion-with-self-harm" not in case.fired_rules
 
 
-def test_a_case_opened_under_another_policy_version_is_not_escalated_by_this_one() -> None:
+def test_a_case_opened_under_another_policy_version_is_re_evaluated_by_this_one() -> None:
     first, second = coercion_then_self_harm(location={"country": "GB", "postcode_district": "CV1"})
     arriving = [t for t in tasks_of(second) if t.destination == police("west-midlands")]
     done = escalation.escalate(
@@ -217,11 +217,13 @@ def test_a_case_opened_under_another_policy_version_is_not_escalated_by_this_one
         arriving=arriving,
         now=NOW,
     )
-    assert (done.tasks, done.fired, done.version_differs) == ((), (), True)
-    assert "self-harm-high" not in done.ledger, "rules of another version are not entered"
+    assert done.fired == ("sextortion-with-self-harm", "sextortion-with-self-harm-cues")
+    assert done.reevaluated
+    entry = done.ledger["sextortion-with-self-harm"]
+    assert entry["policy_version"] == default_policy().version
 
 
-def test_the_completing_flag_may_be_late_but_never_moves_a_clock_later() -> None:
+def test_a_late_completing_flag_never_moves_a_clock_later_and_the_clock_becomes_p0() -> None:
     first, second = coercion_then_self_harm(location={"country": "GB", "postcode_district": "CV1"})
     two_days_on = first.detected_at + timedelta(days=2)
     late = second.model_copy(update={"detected_at": two_days_on, "published_at": two_days_on})
@@ -229,3 +231,6 @@ def test_the_completing_flag_may_be_late_but_never_moves_a_clock_later() -> None
     assert case is not None
     assert case.priority == "P0"
     assert case.submitted_due_at == first.detected_at + DEFAULT_DEADLINES[Priority.P1].submitted
+    # The case says P0: the clock it waits on follows P0, so a P0 breach pages for it (the
+    # ready stage was done when the first flag made the case ready).
+    assert (case.due_stage, case.submitted_due_priority) == ("submitted", "P0")

@@ -2,8 +2,9 @@
 ledger of the active rules that fired on its flags (see `services/referral/escalation.py`).
 
 Open cases get both from their stored tasks: the version of their first task, and the first flag
-each active rule of that version fired on. Closed cases keep an empty ledger (they never move
-again by a flag).
+each active rule fired on. Closed cases keep an empty ledger and no version (they never move
+again by a flag). An open case whose flags already meet an escalation escalates when its next
+flag arrives (the escalation's task then names that flag as the one that completed it).
 
 Revision ID: 0004
 Revises: 0003
@@ -21,6 +22,8 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+OPEN = "('review', 'ready', 'submitted', 'acknowledged')"
+
 
 def upgrade() -> None:
     op.add_column("cases", sa.Column("policy_version", sa.String(64)))
@@ -31,7 +34,8 @@ def upgrade() -> None:
     op.execute(
         "UPDATE cases SET policy_version = ("
         "  SELECT t.body->>'policy_version' FROM tasks t WHERE t.case_id = cases.case_id"
-        "  ORDER BY t.received_at, t.task_id LIMIT 1)"
+        "  ORDER BY t.received_at, t.task_id LIMIT 1) "
+        f"WHERE status IN {OPEN}"
     )
     op.execute(
         "UPDATE cases SET fired_rules = COALESCE(("
@@ -41,10 +45,9 @@ def upgrade() -> None:
         "          t.flag_id::text AS flag_id, rule->'criteria' AS criteria"
         "        FROM tasks t, jsonb_array_elements(t.body->'rules') AS rule"
         "        WHERE t.case_id = cases.case_id AND rule->>'mode' = 'active'"
-        "          AND t.body->>'policy_version' = cases.policy_version"
         "        ORDER BY rule->>'rule_id', t.received_at, t.task_id) AS fired"
         "), '{}'::jsonb) "
-        "WHERE status IN ('review', 'ready', 'submitted', 'acknowledged')"
+        f"WHERE status IN {OPEN}"
     )
 
 
