@@ -22,8 +22,6 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-OPEN = "('review', 'ready', 'submitted', 'acknowledged')"
-
 
 def upgrade() -> None:
     op.add_column("cases", sa.Column("policy_version", sa.String(64)))
@@ -35,7 +33,7 @@ def upgrade() -> None:
         "UPDATE cases SET policy_version = ("
         "  SELECT t.body->>'policy_version' FROM tasks t WHERE t.case_id = cases.case_id"
         "  ORDER BY t.received_at, t.task_id LIMIT 1) "
-        f"WHERE status IN {OPEN}"
+        "WHERE status IN ('review', 'ready', 'submitted', 'acknowledged')"
     )
     op.execute(
         "UPDATE cases SET fired_rules = COALESCE(("
@@ -47,7 +45,7 @@ def upgrade() -> None:
         "        WHERE t.case_id = cases.case_id AND rule->>'mode' = 'active'"
         "        ORDER BY rule->>'rule_id', t.received_at, t.task_id) AS fired"
         "), '{}'::jsonb) "
-        f"WHERE status IN {OPEN}"
+        "WHERE status IN ('review', 'ready', 'submitted', 'acknowledged')"
     )
 
 
