@@ -3,9 +3,10 @@
 - Organisation in the UK: one `police` destination, the force for the child's location (explicit
   force id, else postcode district or area), else the reported account's, else the organisation's
   home force; and `iwf` when the criteria include `iioc` and the images may be shared elsewhere.
-- Organisation outside the UK: `intl`, the country's mechanism from `MECHANISMS` (sourced), else
-  the local police. A P0 (a child at risk now) outside the UK also goes to the local police first:
-  a hotline or clearing house is not an emergency service, the country's police is.
+- Organisation outside the UK: `intl`, the country's mechanism from `MECHANISMS` (sourced) for
+  the criteria it takes, and the local police for the rest (or for all, without a mechanism). A
+  P0 (a child at risk now) outside the UK also goes to the local police first: a hotline or
+  clearing house is not an emergency service, the country's police is.
 - A P0 whose child's country is known goes first to the police where the child is, wherever the
   organisation is: the UK force for the child's location when the child is in the UK, else that
   country's local police (`intl:<child's country>:local_police`); then to the organisation's
@@ -136,14 +137,22 @@ def _for_organisation(
     home_force_id: str,
     emergency: bool,
 ) -> list[Destination]:
-    """The destinations that follow from the organisation's country."""
+    """The destinations that follow from the organisation's country.
+
+    Abroad, the country's mechanism gets the criteria it takes (`Mechanism.takes`: most hotlines
+    take images alone), and the country's police get the rest: a grooming or sextortion report
+    sent to an image hotline would reach no one who acts on it. An emergency goes to the police
+    too, first. Both, when the criteria call for both.
+    """
     country = flag.platform.country
     if country != UK:
         entry = MECHANISMS.get(country)
-        mechanism = entry.mechanism if entry else LOCAL_POLICE
-        mechanisms = (
-            [mechanism] if mechanism == LOCAL_POLICE or not emergency else [LOCAL_POLICE, mechanism]
-        )
+        if entry is None:
+            return [abroad(LOCAL_POLICE, country)]
+        wanted = set(criteria)
+        to_police = emergency or not wanted <= entry.takes
+        to_mechanism = not wanted or not wanted.isdisjoint(entry.takes)
+        mechanisms = [LOCAL_POLICE] * to_police + [entry.mechanism] * to_mechanism
         return [abroad(m, country) for m in mechanisms]
     destinations = [police(police_force(flag, directory, home_force_id))]
     if Criterion.IIOC in criteria and may_be_shared_elsewhere(flag):

@@ -2,8 +2,17 @@
 
 from dataclasses import dataclass
 
+from schemas.referral import Criterion
+
 UK = "GB"
 LOCAL_POLICE = "local_police"
+
+IMAGES = frozenset({Criterion.IIOC})
+"""What an image hotline takes: reports of indecent images of children (URLs, hashes)."""
+EXPLOITATION = frozenset({Criterion.IIOC, Criterion.GROOMING, Criterion.COERCION})
+"""What a national mechanism for online sexual exploitation takes: images, grooming (luring,
+online enticement) and sextortion. Not a child's safety otherwise (self-harm, other serious
+harm): that is for the police."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +25,11 @@ class Mechanism:
     source: str
     """Where the entry comes from: the page that was read saying the mechanism takes reports of
     child sexual abuse material or exploitation online (its own page where one was found)."""
+    takes: frozenset[Criterion] = IMAGES
+    """The criteria it takes reports of: images alone unless a page of its own says more. A
+    criterion it does not take goes to the country's police (`LOCAL_POLICE`) instead."""
+    takes_source: str | None = None
+    """The page saying it takes more than images, when it does."""
 
 
 MECHANISMS_AS_OF = "2026-12-02"
@@ -31,26 +45,37 @@ among them: no page found saying what they take reports of) and countries withou
 # By the organisation's country (ISO 3166-1 alpha-2). Outside the US, Canada, Australia, New
 # Zealand and Taiwan these are national INHOPE member hotlines (inhope.org lists its members).
 # A mechanism id is part of a case's key: never rename one, or open cases split in two.
-# Most hotlines assess images and URLs; a grooming or sextortion report without content may be
-# passed on by them to the police, or be outside what they take (New Zealand's DIA, Offlimits'
-# Meldpunt and Malta's Childwebalert say they handle images only).
+# Most hotlines assess images and URLs alone (New Zealand's DIA, Offlimits' Meldpunt and Malta's
+# Childwebalert say so on their own pages): grooming, sextortion and a child's safety go to the
+# country's police instead. NCMEC's CyberTipline, Cybertip.ca and the ACCCE take grooming and
+# sextortion too, and say so (`takes_source`); a child's safety otherwise is for the police.
 MECHANISMS: dict[str, Mechanism] = {
     "US": Mechanism(
         "ncmec_cybertipline",
         "NCMEC CyberTipline",
         "https://report.cybertip.org",
         "https://www.missingkids.org/gethelpnow/cybertipline",
+        EXPLOITATION,
+        # Online enticement (grooming), sextortion among it, and child sexual abuse material.
+        "http://www.missingkids.com/theissues/onlineexploitation",
     ),
     "CA": Mechanism(
         "cybertip_ca",
         "Cybertip.ca, Canadian Centre for Child Protection",
         "https://www.cybertip.ca",
         "https://www.cybertip.ca/app/en/about",
+        EXPLOITATION,
+        # Its report types: child sexual abuse material, luring, sextortion among the threats.
+        "https://cyberaide.ca./en/report/types",
     ),
     "AU": Mechanism(
         "accce",
         "Australian Centre to Counter Child Exploitation",
         "https://www.accce.gov.au/report",
+        "https://www.accce.gov.au/report",
+        EXPLOITATION,
+        # "Online child sexual exploitation / online grooming: this includes online grooming,
+        # sextortion or other image based abuse."
         "https://www.accce.gov.au/report",
     ),
     "NZ": Mechanism(

@@ -230,43 +230,104 @@ def _abroad(country: str, child_location: dict[str, str] | None = None) -> Moder
 
 
 @pytest.mark.parametrize(
-    ("country", "mechanism"),
+    ("country", "mechanisms"),
     [
-        ("US", "ncmec_cybertipline"),
-        ("CA", "cybertip_ca"),
-        ("AU", "accce"),
-        ("NZ", "nz_dia_dcet"),
-        ("IE", "hotline_ie"),
-        ("FR", "point_de_contact"),
-        ("DE", "internet_beschwerdestelle"),
-        ("NL", "offlimits"),
-        ("JP", "internet_hotline_center_jp"),
-        ("BR", "safernet_brasil"),
-        ("KR", "local_police"),
+        # Mechanisms that take grooming as well as images: one destination.
+        ("US", ["ncmec_cybertipline"]),
+        ("CA", ["cybertip_ca"]),
+        ("AU", ["accce"]),
+        # Image hotlines: the images to them, the grooming to the country's police.
+        ("NZ", ["local_police", "nz_dia_dcet"]),
+        ("IE", ["local_police", "hotline_ie"]),
+        ("FR", ["local_police", "point_de_contact"]),
+        ("DE", ["local_police", "internet_beschwerdestelle"]),
+        ("NL", ["local_police", "offlimits"]),
+        ("JP", ["local_police", "internet_hotline_center_jp"]),
+        ("BR", ["local_police", "safernet_brasil"]),
+        ("KR", ["local_police"]),
     ],
 )
-def test_organisation_outside_the_uk_gets_one_intl_destination(
-    country: str, mechanism: str
+def test_organisation_outside_the_uk_sends_each_criterion_to_whoever_takes_it(
+    country: str, mechanisms: list[str]
 ) -> None:
     destinations = plan(_abroad(country), (Criterion.IIOC, Criterion.GROOMING), uk_forces(), HOME)
     assert destinations == [
         Destination(kind=DestinationKind.INTL, mechanism=mechanism, country=country)
+        for mechanism in mechanisms
     ]
 
 
 @pytest.mark.parametrize(
-    ("country", "mechanisms"),
+    ("country", "criteria", "mechanisms"),
     [
-        ("US", ["local_police", "ncmec_cybertipline"]),
-        ("JP", ["local_police", "internet_hotline_center_jp"]),
-        ("KR", ["local_police"]),
+        # Images alone: the hotline alone.
+        ("NZ", (Criterion.IIOC,), ["nz_dia_dcet"]),
+        ("MT", (Criterion.IIOC,), ["childwebalert"]),
+        # Grooming or sextortion, and no images: the police, never an image hotline.
+        ("NZ", (Criterion.GROOMING,), ["local_police"]),
+        ("NL", (Criterion.COERCION,), ["local_police"]),
+        ("MT", (Criterion.COERCION, Criterion.GROOMING), ["local_police"]),
+        ("US", (Criterion.COERCION,), ["ncmec_cybertipline"]),
+        # A child's safety (self-harm, other serious harm): the police, even beside NCMEC.
+        ("US", (Criterion.SAFETY,), ["local_police"]),
+        ("US", (Criterion.COERCION, Criterion.SAFETY), ["local_police", "ncmec_cybertipline"]),
+    ],
+)
+def test_a_mechanism_gets_only_what_it_takes_and_the_police_get_the_rest(
+    country: str, criteria: tuple[Criterion, ...], mechanisms: list[str]
+) -> None:
+    destinations = plan(_abroad(country), criteria, uk_forces(), HOME)
+    assert [d.mechanism for d in destinations] == mechanisms
+
+
+@pytest.mark.parametrize("country", sorted(MECHANISMS))
+@pytest.mark.parametrize("criterion", list(Criterion))
+@pytest.mark.parametrize("emergency", [False, True])
+def test_every_criterion_reaches_someone_who_acts_on_it(
+    country: str, criterion: Criterion, emergency: bool
+) -> None:
+    """Whatever the country and the criterion, a destination takes it (the local police take
+    every criterion, a mechanism what its entry says), and nothing goes where it is not taken."""
+    flag = make_flag(platform={"org_id": "org-test", "service": "chat", "country": country})
+    destinations = plan(flag, (criterion,), uk_forces(), HOME, emergency=emergency)
+    takes = {entry.mechanism: entry.takes for entry in MECHANISMS.values()}
+    for destination in destinations:
+        assert (
+            destination.mechanism == LOCAL_POLICE or criterion in takes[destination.mechanism or ""]
+        )
+    assert destinations, (country, criterion)
+    if emergency:
+        assert destinations[0].mechanism == LOCAL_POLICE
+
+
+def test_only_mechanisms_that_say_so_take_more_than_images() -> None:
+    wider = {entry.mechanism for entry in MECHANISMS.values() if entry.takes != {Criterion.IIOC}}
+    assert wider == {"ncmec_cybertipline", "cybertip_ca", "accce"}
+    for entry in MECHANISMS.values():
+        assert Criterion.SAFETY not in entry.takes, entry.mechanism
+        assert Criterion.IIOC in entry.takes, entry.mechanism
+        if entry.takes != {Criterion.IIOC}:
+            assert entry.takes_source is not None
+            assert entry.takes_source.startswith("https://") or entry.takes_source.startswith(
+                "http://"
+            )
+
+
+@pytest.mark.parametrize(
+    ("country", "criteria", "mechanisms"),
+    [
+        ("US", (Criterion.SAFETY,), ["local_police"]),
+        ("US", (Criterion.COERCION, Criterion.SAFETY), ["local_police", "ncmec_cybertipline"]),
+        ("JP", (Criterion.SAFETY,), ["local_police"]),
+        ("JP", (Criterion.IIOC, Criterion.SAFETY), ["local_police", "internet_hotline_center_jp"]),
+        ("KR", (Criterion.SAFETY,), ["local_police"]),
     ],
 )
 def test_an_emergency_outside_the_uk_goes_to_the_local_police_first(
-    country: str, mechanisms: list[str]
+    country: str, criteria: tuple[Criterion, ...], mechanisms: list[str]
 ) -> None:
     flag = _abroad(country, {"country": country})
-    destinations = plan(flag, (Criterion.SAFETY,), uk_forces(), HOME, emergency=True)
+    destinations = plan(flag, criteria, uk_forces(), HOME, emergency=True)
     assert [(d.kind, d.mechanism, d.country) for d in destinations] == [
         (DestinationKind.INTL, mechanism, country) for mechanism in mechanisms
     ]

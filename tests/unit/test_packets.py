@@ -207,18 +207,29 @@ def _abroad(country: str, *signals: dict[str, Any], **overrides: Any) -> list[Pa
     return [_packet([task]) for task in _tasks(flag, DestinationKind.INTL)]
 
 
+KNOWN_IMAGE = signal("iioc", 1.0, hash_match=EXTERNAL_EXACT)
+
+
 @pytest.mark.parametrize(
-    ("country", "mechanism", "name"),
+    ("country", "sig", "mechanism", "name"),
     [
-        ("US", "ncmec_cybertipline", "NCMEC CyberTipline"),
-        ("AU", "accce", "Australian Centre to Counter Child Exploitation"),
-        ("JP", "internet_hotline_center_jp", "Internet Hotline Center Japan"),
-        ("BR", "safernet_brasil", "SaferNet Brasil"),
-        ("KR", "local_police", "The local police in South Korea"),
+        ("US", signal("grooming", 0.95), "ncmec_cybertipline", "NCMEC CyberTipline"),
+        (
+            "AU",
+            signal("grooming", 0.95),
+            "accce",
+            "Australian Centre to Counter Child Exploitation",
+        ),
+        ("JP", KNOWN_IMAGE, "internet_hotline_center_jp", "Internet Hotline Center Japan"),
+        ("BR", KNOWN_IMAGE, "safernet_brasil", "SaferNet Brasil"),
+        ("JP", signal("grooming", 0.95), "local_police", "The local police in Japan"),
+        ("KR", signal("grooming", 0.95), "local_police", "The local police in South Korea"),
     ],
 )
-def test_intl_packet_names_the_mechanism(country: str, mechanism: str, name: str) -> None:
-    [packet] = _abroad(country, signal("grooming", 0.95))
+def test_intl_packet_names_the_mechanism(
+    country: str, sig: dict[str, Any], mechanism: str, name: str
+) -> None:
+    [packet] = _abroad(country, sig, source={"system": "t", "version": "1", "kind": "hash_match"})
     assert (packet.authority.kind, packet.authority.id, packet.authority.name) == (
         "intl",
         mechanism,

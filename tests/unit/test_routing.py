@@ -216,7 +216,8 @@ def test_task_destinations(name: str, kinds: list[str]) -> None:
     assert [task.destination.kind.value for task in _route(FLAGS[name]()).tasks] == kinds
 
 
-def test_a_child_in_danger_abroad_goes_to_the_local_police_and_the_mechanism_at_p0() -> None:
+def test_a_child_in_danger_abroad_goes_to_the_local_police_at_p0() -> None:
+    """A child's safety is for the police: NCMEC's CyberTipline takes exploitation, not that."""
     flag = _flag(
         signal("safety", 0.2, immediate_danger=True),
         platform={"org_id": "org-test", "service": "chat", "country": "US"},
@@ -224,8 +225,35 @@ def test_a_child_in_danger_abroad_goes_to_the_local_police_and_the_mechanism_at_
     routing = _route(flag)
     assert [(t.destination.mechanism, t.priority) for t in routing.tasks] == [
         ("local_police", Priority.P0),
+    ]
+
+
+def test_sextortion_in_danger_abroad_goes_to_the_local_police_and_the_mechanism_at_p0() -> None:
+    flag = _flag(
+        signal("coercion", 0.9, immediate_danger=True),
+        platform={"org_id": "org-test", "service": "chat", "country": "US"},
+    )
+    routing = _route(flag)
+    assert [(t.destination.mechanism, t.priority) for t in routing.tasks] == [
+        ("local_police", Priority.P0),
         ("ncmec_cybertipline", Priority.P0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("sig", "mechanisms"),
+    [
+        (signal("grooming", 0.95), ["local_police"]),
+        (signal("coercion", 0.9), ["local_police"]),
+        (signal("self_harm", 0.9), ["local_police"]),
+    ],
+)
+def test_an_image_hotline_never_gets_what_it_does_not_take(
+    sig: dict[str, Any], mechanisms: list[str]
+) -> None:
+    """New Zealand's DIA takes images alone: grooming, sextortion and self-harm go to the police."""
+    flag = _flag(sig, platform={"org_id": "org-test", "service": "chat", "country": "NZ"})
+    assert [t.destination.mechanism for t in _route(flag).tasks] == mechanisms
 
 
 def test_an_escalation_to_p0_abroad_also_goes_to_the_local_police() -> None:
