@@ -16,7 +16,8 @@ AOSP_ECC = (
     "6927a4263493d1eeff05d64c3127a2617032a708/ecc/input/eccdata.txt"
 )
 """Android's table of emergency numbers by country (AOSP `eccdata.txt`, as GrapheneOS carries it):
-one compiled list, not the country's own word. Every entry below agrees with it."""
+one compiled list, not the country's own word. Every `emergency` number below agrees with it;
+some police numbers (Germany's 110, Belgium's 101, the Czech 158) are not in it."""
 
 EU_112 = "http://europa.eu/rapid/press-release_MEMO-05-363_en.htm"
 """The European Commission (2005): 112 reaches the emergency services in every EU member state."""
@@ -26,21 +27,90 @@ EU_112_2008 = "https://www.govtech.com/public-safety/European-Emergency-Number-1
 
 
 @dataclass(frozen=True, slots=True)
+class PoliceNumber:
+    """The police's own emergency number where it differs from the country's general one: both
+    reach the police there, and a person there knows the police's own."""
+
+    number: str
+    source: str
+    official: bool
+    """As `Country.official`, for this number's source."""
+
+
+@dataclass(frozen=True, slots=True)
 class Country:
     """A country as a packet names it, and the number to call for its police in an emergency."""
 
     name: str
     """As a sentence writes it: "the United States", "France"."""
     emergency: str
-    """The number that reaches the police there when a child is in danger now."""
+    """The general emergency number there (112 across the EU), which reaches the police."""
     source: str
     official: bool
     """True when the source is the country's own police, emergency service or government (or a
     reporting mechanism there naming the number); False when only `AOSP_ECC` was read."""
+    police: PoliceNumber | None = None
+    """The police's own number, where it differs from `emergency` (110 in Germany)."""
+
+    @property
+    def dial(self) -> str:
+        """The number a packet says to call first: the police's own, where there is one."""
+        return self.police.number if self.police else self.emergency
+
+    @property
+    def also(self) -> str | None:
+        """The general number, when `dial` is the police's own: it works too."""
+        return self.emergency if self.police else None
 
 
-def _eu(name: str) -> Country:
-    return Country(name, "112", EU_112, official=True)
+def _police(number: str, source: str, *, official: bool) -> PoliceNumber:
+    return PoliceNumber(number, source, official)
+
+
+# The police's own numbers, each read on `COUNTRIES_AS_OF`.
+_AT_133 = (
+    "https://polizei.gv.at/Wien/start.aspx?ctrl=3734335266674D385951343D"
+    "&nwid=6744344F4F5178367A2F493D&nwo=7"
+)
+"""Vienna police: "Unter der nationalen Notrufnummer 133 kommen Sie zur Polizei"."""
+_BE_101 = "https://www.police.be/5998/fr/contact/numeros-durgence"
+"""Belgian police: 112 for the police is put through to 101, so call 101 directly."""
+_BG_166 = (
+    "https://m.inews.bg/%D0%91%D1%8A%D0%BB%D0%B3%D0%B0%D1%80%D0%B8%D1%8F/"
+    "%D0%9C%D0%92%D0%A0-%D0%BF%D1%80%D0%B8%D0%B7%D0%BE%D0%B2%D0%B0%D0%B2%D0%B0-"
+    "%D0%B3%D1%80%D0%B0%D0%B6%D0%B4%D0%B0%D0%BD%D0%B8%D1%82%D0%B5-%D0%B7%D0%B0-"
+    "%D0%B1%D0%B4%D0%B8%D1%82%D0%B5%D0%BB%D0%BD%D0%BE%D1%81%D1%82_l.a_c.327_i.5226.html"
+)
+"""A news report of the interior ministry's appeal: report on 112 or 166 (no page of the
+ministry's own was found)."""
+_CZ_158 = "https://www.policie.cz/docDetail.aspx?docid=21563991&docType=ART&prn=1"
+"""Police of the Czech Republic: the national emergency line 158."""
+_DE_110 = "https://www.polizei.bremerhaven.de/notruf-110-232.html"
+"""Bremerhaven police: 110 is the police, 112 the fire brigade (both reach help)."""
+_FR_17 = (
+    "https://mobile.interieur.gouv.fr/Archives/Archives-des-dossiers/2014-Dossiers/"
+    "24-heures-avec-police-secours-a-Amiens"
+)
+"""The interior ministry: 17 police-secours alerts the police or gendarmerie at once."""
+_GR_100 = (
+    "https://www.flash.gr/elliniki-astynomia-kliseis-sto-112-gia-epeigonta-peristatika-"
+    "logo-vlavis-sto-100-1045740"
+)
+"""A news report of the Hellenic Police's notice on its emergency line 100 (112 works too)."""
+_HR_192 = "https://www.hakom.hr/hr/hitne-sluzbe/184"
+"""HAKOM, Croatia's telecoms regulator: 112 is the single emergency number; 192 the police."""
+_LU_113 = "https://police.public.lu/de/votre-police/appel-urgence-113.html"
+"""Grand-Ducal Police: in an emergency call 113 at once."""
+_LV_110 = "https://mana.latvija.lv/palidzibas-dienesti-un-to-pakalpojumi/"
+"""Latvia's state portal: 112 for every service; the State Police's own number is 110."""
+_SI_113 = "https://www.policija.si/kontakti/nujni-klici-113"
+"""Slovenian police: when you need the police, call 113."""
+_SK_158 = "https://www.teraz.sk/slovensko/vlani-prijali-operacne-strediska-poli/931224-clanok.html"
+"""TASR's report of the Police Presidium's figures for its emergency line 158."""
+
+
+def _eu(name: str, police: PoliceNumber | None = None) -> Country:
+    return Country(name, "112", EU_112, official=True, police=police)
 
 
 COUNTRIES: dict[str, Country] = {
@@ -50,7 +120,8 @@ COUNTRIES: dict[str, Country] = {
         "the United Kingdom", "999", "http://www.dorset.police.uk/Default.aspx?page=728", True
     ),
     "US": Country("the United States", "911", "https://www.fcc.gov/consumer-information", True),
-    "CA": Country("Canada", "911", "https://www.fcc.gov/consumer-information", True),
+    # The CRTC, Canada's telecoms regulator: 9-1-1 connects Canadians to emergency services.
+    "CA": Country("Canada", "911", "https://crtc.gc.ca/eng/archive/2024/lt240125.htm", True),
     "AU": Country("Australia", "000", "https://www.accce.gov.au/report", True),
     "NZ": Country(
         "New Zealand", "111", "https://www.police.govt.nz/contact-us/calling-emergency-111", True
@@ -76,32 +147,35 @@ COUNTRIES: dict[str, Country] = {
     "NL": Country(
         "the Netherlands", "112", "https://www.meldpunt-kinderporno.nl/wat-melden/", True
     ),
-    # The rest of the EU: 112 by EU law (the Commission's word, 2005 and 2008). Croatia joined in
-    # 2013, after those: only the compiled list was read for it.
-    "AT": _eu("Austria"),
-    "BE": _eu("Belgium"),
-    "BG": Country("Bulgaria", "112", EU_112_2008, True),
-    "HR": Country("Croatia", "112", AOSP_ECC, False),
+    # The rest of the EU: 112 by EU law (the Commission's word, 2005 and 2008). Where the police
+    # have their own number, a packet gives it first ("110 (police; 112 also works)"), from the
+    # police's or government's own page where one was found (`official`), else from a news report
+    # quoting the police or the compiled list. Poland's 997 and Hungary's 107 are answered by the
+    # 112 centres now, and the police there say to call 112 (policja.pl, police.hu): 112 alone.
+    "AT": _eu("Austria", _police("133", _AT_133, official=True)),
+    "BE": _eu("Belgium", _police("101", _BE_101, official=True)),
+    "BG": Country("Bulgaria", "112", EU_112_2008, True, _police("166", _BG_166, official=False)),
+    "HR": Country("Croatia", "112", _HR_192, True, _police("192", _HR_192, official=True)),
     "CY": _eu("Cyprus"),
-    "CZ": _eu("the Czech Republic"),
+    "CZ": _eu("the Czech Republic", _police("158", _CZ_158, official=True)),
     "DK": _eu("Denmark"),
     "EE": _eu("Estonia"),
     "FI": _eu("Finland"),
-    "FR": _eu("France"),
-    "DE": _eu("Germany"),
-    "GR": _eu("Greece"),
+    "FR": _eu("France", _police("17", _FR_17, official=True)),
+    "DE": _eu("Germany", _police("110", _DE_110, official=True)),
+    "GR": _eu("Greece", _police("100", _GR_100, official=False)),
     "HU": _eu("Hungary"),
     "IE": _eu("Ireland"),
-    "IT": _eu("Italy"),
-    "LV": _eu("Latvia"),
+    "IT": _eu("Italy", _police("113", AOSP_ECC, official=False)),
+    "LV": _eu("Latvia", _police("110", _LV_110, official=True)),
     "LT": _eu("Lithuania"),
-    "LU": _eu("Luxembourg"),
+    "LU": _eu("Luxembourg", _police("113", _LU_113, official=True)),
     "MT": _eu("Malta"),
     "PL": _eu("Poland"),
     "PT": _eu("Portugal"),
     "RO": Country("Romania", "112", EU_112_2008, True),
-    "SK": _eu("Slovakia"),
-    "SI": _eu("Slovenia"),
+    "SK": _eu("Slovakia", _police("158", _SK_158, official=False)),
+    "SI": _eu("Slovenia", _police("113", _SI_113, official=True)),
     "ES": _eu("Spain"),
     "SE": _eu("Sweden"),
     # Only the compiled list was read for these (the police's number where it lists one apart).
@@ -131,3 +205,7 @@ def country_name(code: str) -> str:
     """The country's name for a sentence ("the United States"), else "the country with code XK"."""
     country = COUNTRIES.get(code)
     return country.name if country else f"the country with code {code}"
+
+
+UK_EMERGENCY = COUNTRIES["GB"].emergency
+"""999: what a UK packet says to call, and what one stored before `emergency_number` said."""
