@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import Field, StringConstraints
 
 from schemas.base import (
+    PRINTABLE,
     Contract,
     CountryCode,
     Identifier,
@@ -39,12 +40,30 @@ NSPCC_GUIDANCE = (
     "included: call 0808 800 5000 or email help@nspcc.org.uk. If a child is in immediate "
     "danger, call 999 now."
 )
-NspccGuidance = Annotated[str, StringConstraints(pattern=f"^{re.escape(NSPCC_GUIDANCE)}$")]
+NSPCC_AFTER_EMERGENCY = (
+    "After the emergency call, the NSPCC Helpline advises adults worried about a child, "
+    "professionals included: call 0808 800 5000 or email help@nspcc.org.uk. It is not an "
+    "emergency service."
+)
+"""The same helpline on a P0 packet, whose first line is the emergency call: no "not sure
+whether to report" beside a child who may be in danger now."""
+NspccGuidance = Annotated[
+    str,
+    StringConstraints(
+        pattern=f"^({re.escape(NSPCC_GUIDANCE)}|{re.escape(NSPCC_AFTER_EMERGENCY)})$"
+    ),
+]
 
 ExternalReference = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 /._:#-]*$")
 ]
 """The receiver's reference for a referral: a police incident number, an IWF report reference."""
+
+Instruction = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=f"^{PRINTABLE}+$")
+]
+"""What the person sending a packet must do, in sentences written by this service: room for a
+call from another country, a reference quoted and a force to confirm."""
 
 
 class Authority(Contract):
@@ -56,7 +75,7 @@ class Authority(Contract):
     phone: ShortText | None = None
     """The number to call for this referral: the force's 101, or the emergency number at P0."""
     website: Url | None = None
-    instruction: ShortText
+    instruction: Instruction
     police: bool | None = None
     """Whether the receiver is the police, who can act on an emergency; a hotline, clearing house
     or the IWF is not. None on packets built before the field existed."""
@@ -66,7 +85,16 @@ class Authority(Contract):
     """The country as a sentence names it ("the United States"), when this service knows it."""
     emergency_number: ShortText | None = None
     """The number that reaches the police in that country now (999 in the UK, 911 in the United
-    States), when this service knows it."""
+    States, the police's own 110 in Germany), when this service knows it."""
+    emergency_also: ShortText | None = None
+    """Another number that reaches them there too (112 in Germany, beside the police's 110)."""
+    sender_country: CountryCode | None = None
+    """Where the organisation sending the packet is. A number dialled there reaches that
+    country's services: when it is not the receiver's country, the sender calls their own
+    emergency number and asks their police to contact the receiver's."""
+    sender_country_name: ShortText | None = None
+    sender_emergency_number: ShortText | None = None
+    """The number that reaches the police where the sender is, when this service knows it."""
 
 
 class Organisation(Contract):
@@ -101,13 +129,21 @@ class TimelineEntry(Contract):
     at: Timestamp
     flag_id: UUID
     decision: Literal["refer", "review"]
-    """`review`: the policy asked a person to check this flag; it is not confirmed."""
+    """`review`: the policy held this flag for a person's review (see `confirmed_at`)."""
     source: Label
     source_kind: Label
     criteria: list[Criterion] = Field(max_length=4)
     priority: Priority
     signals: list[SignalSeen] = Field(default_factory=list, max_length=32)
     """Empty on packets built before the field existed."""
+    confirmed_at: Timestamp | None = None
+    """For a review: when a person approved the case after this flag was routed to it; None
+    while it is held for a person's review."""
+    escalation: Label | None = None
+    """Not a flag: the policy's escalation (its rule id) that fired across the case's flags,
+    completed by `flag_id`'s flag at `at`; `priority` is the escalation's."""
+    escalated_from: list[UUID] = Field(default_factory=list, max_length=16)
+    """With `escalation`: the flags whose rules it required, in the order they arrived."""
 
 
 class SubjectIdentifiers(Contract):
@@ -135,6 +171,10 @@ class Supplement(Contract):
     submitted_at: Timestamp
     new_flag_ids: list[UUID]
     """The flags that arrived after that version was sent."""
+    new_priority: Priority | None = None
+    """The most urgent priority among the new flags and the escalations they completed: a P0
+    case whose new flags are not P0 was already reported as an emergency, and the supplement
+    says so instead of asking for another emergency call. None on packets stored before."""
 
 
 class PolicePacket(Contract):
@@ -165,8 +205,8 @@ class PolicePacket(Contract):
     packet shows); every flag is listed by the case API."""
     no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
     support: NspccGuidance | None = NSPCC_GUIDANCE
-    """For a sender in the UK; None on a packet to a receiver abroad, where the NSPCC's UK
-    helpline and its "call 999" do not apply."""
+    """For a sender in the UK, whoever receives the packet; None for a sender elsewhere, where
+    the NSPCC's UK helpline and its "call 999" do not apply."""
 
 
 class IwfItem(Contract):

@@ -7,8 +7,9 @@ mechanism), or the IWF. Pure; a packet stored before a field existed still reads
 
 from enum import Enum
 
-from schemas.flag import ContentHashes, SignalCategory
+from schemas.flag import ContentHashes
 from schemas.packets import (
+    NSPCC_AFTER_EMERGENCY,
     Authority,
     IwfPacket,
     Organisation,
@@ -18,8 +19,8 @@ from schemas.packets import (
     TimelineEntry,
 )
 from schemas.referral import Priority
-from services.domain.countries import COUNTRIES, country_name
-from services.domain.mechanisms import LOCAL_POLICE
+from services.domain.countries import COUNTRIES, UK_EMERGENCY, country_name
+from services.domain.mechanisms import LOCAL_POLICE, UK
 from services.referral import packet_words as words
 
 _HASH_NAMES = (
@@ -29,8 +30,6 @@ _HASH_NAMES = (
     ("photodna", "PhotoDNA"),
     ("pdq", "PDQ"),
 )
-_UK_EMERGENCY = "999"
-"""What a UK packet stored before `emergency_number` existed said, and still says."""
 
 
 class Receiver(Enum):
@@ -54,10 +53,6 @@ def receiver(authority: Authority) -> Receiver:
 
 def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _hashes(hashes: ContentHashes, indent: str) -> list[str]:
@@ -96,27 +91,94 @@ def _title(authority: Authority) -> str:
             return "REPORT TO THE INTERNET WATCH FOUNDATION"
 
 
+def _sender_where(authority: Authority) -> str | None:
+    """The sender's country in words, when it is not the receiver's (None when it is, or on
+    packets stored before it was recorded)."""
+    code = authority.sender_country
+    if not code or not authority.country or code == authority.country:
+        return None
+    return authority.sender_country_name or country_name(code)
+
+
+def _number(authority: Authority) -> str | None:
+    """The receiver's emergency number in words: `911`, `110 (police; 112 also works)`."""
+    number = authority.emergency_number
+    if number is None and receiver(authority) in (Receiver.UK_POLICE, Receiver.IWF):
+        number = UK_EMERGENCY
+    return words.number(number, authority.emergency_also) if number else None
+
+
+def _call_from_abroad(authority: Authority, when: str) -> str:
+    """The sender's own emergency call when the receiver is in another country."""
+    sender = (_sender_where(authority) or "").upper()
+    own = authority.sender_emergency_number
+    call = (
+        f"CALL {own}, YOUR EMERGENCY NUMBER IN {sender}, {when}"
+        if own
+        else f"CALL YOUR OWN EMERGENCY NUMBER {when}"
+    )
+    where = (_where(authority) or "THE CHILD'S COUNTRY").upper()
+    there = f" ({authority.emergency_number} THERE)" if authority.emergency_number else ""
+    return f"{call}, AND ASK YOUR POLICE TO CONTACT THE POLICE IN {where}{there}."
+
+
 def _banner(authority: Authority) -> str:
-    """The one action at the top of a P0 packet: the emergency call, in that country."""
+    """The one action at the top of a P0 packet: the emergency call, from where the sender is."""
+    who = receiver(authority)
+    not_emergency = {
+        Receiver.IWF: " THE IWF IS NOT AN EMERGENCY SERVICE.",
+        Receiver.HOTLINE: " THIS REPORTING SERVICE IS NOT AN EMERGENCY SERVICE.",
+    }.get(who, "")
+    if _sender_where(authority):
+        return (
+            f"A CHILD MAY BE IN IMMEDIATE DANGER: {_call_from_abroad(authority, 'NOW')}"
+            f"{not_emergency}"
+        )
     number = authority.emergency_number
     where = (_where(authority) or "").upper()
-    if number and where:
-        emergency = f"{number}, THE EMERGENCY NUMBER IN {where},"
+    if who in (Receiver.UK_POLICE, Receiver.IWF):
+        call = f"CALL {number or UK_EMERGENCY} NOW."
     else:
-        emergency = f"THE EMERGENCY NUMBER IN {where}" if where else "THE LOCAL EMERGENCY NUMBER"
-    match receiver(authority):
-        case Receiver.UK_POLICE:
-            call = f"CALL {number or _UK_EMERGENCY} NOW."
-        case Receiver.IWF:
-            call = f"CALL {number or _UK_EMERGENCY} NOW. THE IWF IS NOT AN EMERGENCY SERVICE."
-        case Receiver.POLICE_ABROAD:
-            call = f"CALL {emergency} NOW."
-        case Receiver.HOTLINE:
-            call = (
-                f"CALL THE POLICE FIRST, ON {emergency} NOW. THIS REPORTING SERVICE IS NOT AN "
-                "EMERGENCY SERVICE."
-            )
-    return f"A CHILD MAY BE IN IMMEDIATE DANGER: {call}"
+        # A number is never dropped for want of the country's name.
+        whose = f"THE EMERGENCY NUMBER IN {where}" if where else "THE LOCAL EMERGENCY NUMBER"
+        if authority.emergency_also:
+            whose = f"THE POLICE'S NUMBER IN {where}" if where else "THE POLICE'S NUMBER"
+        also = f" ({authority.emergency_also} ALSO WORKS)" if authority.emergency_also else ""
+        emergency = f"{number}, {whose}, NOW{also}." if number else f"{whose} NOW."
+        call = (
+            f"CALL THE POLICE FIRST, ON {emergency}"
+            if who is Receiver.HOTLINE
+            else f"CALL {emergency}"
+        )
+    return f"A CHILD MAY BE IN IMMEDIATE DANGER: {call}{not_emergency}"
+
+
+def _reported(packet: Packet) -> bool:
+    """A P0 case's supplement whose new flags are not P0: the emergency was reported already."""
+    supplement = packet.supplement
+    new = supplement.new_priority if supplement else None
+    return packet.priority is Priority.P0 and new is not None and new is not Priority.P0
+
+
+def _already(packet: Packet) -> str:
+    """The top line of a supplement to an emergency already reported: no new emergency call
+    unless a child is in danger now."""
+    assert packet.supplement is not None
+    reference = packet.supplement.external_reference
+    authority = packet.authority
+    if receiver(authority) is Receiver.UK_POLICE:
+        via = "THROUGH THE FORCE'S ONLINE REPORTING" if _sender_where(authority) else "VIA 101"
+        send = f"SEND THIS {via}, QUOTING {reference}"
+    else:
+        send = f"SEND THIS AS FURTHER INFORMATION, QUOTING {reference}"
+    if _sender_where(authority):
+        again = _call_from_abroad(authority, "AGAIN")
+    else:
+        again = f"CALL {authority.emergency_number or 'THE LOCAL EMERGENCY NUMBER'} AGAIN."
+    return (
+        f"ALREADY REPORTED AS AN EMERGENCY UNDER {reference}: {send}. IF A CHILD IS IN DANGER "
+        f"NOW, {again}"
+    )
 
 
 def _header(packet: Packet) -> list[str]:
@@ -125,10 +187,17 @@ def _header(packet: Packet) -> list[str]:
         f"{_title(packet.authority)} · PRIORITY {priority.value} ({words.PRIORITIES[priority]})",
         f"Case {packet.case_id} · packet version {packet.version} · built "
         f"{words.at(packet.built_at)}",
-        "",
     ]
+    if isinstance(packet, PolicePacket):
+        lines += [
+            f"ESCALATED to {e.priority.value} at {words.at(e.at)}: "
+            f"{words.escalated(e, packet.rules)}."
+            for e in words.raising(packet.timeline, priority)
+        ]
+    lines.append("")
     if priority is Priority.P0:
-        lines = [_banner(packet.authority), "", *lines]
+        top = _already(packet) if _reported(packet) else _banner(packet.authority)
+        lines = [top, "", *lines]
     return lines
 
 
@@ -153,24 +222,35 @@ def _omitted(count: int, case_id: object) -> list[str]:
     ]
 
 
-def _to(authority: Authority, priority: Priority) -> list[str]:
+def _to(packet: Packet) -> list[str]:
+    authority = packet.authority
     who = receiver(authority)
+    where = _where(authority)
+    urgent = packet.priority is Priority.P0 and not _reported(packet)
     lines = [f"TO: {authority.name}"]
     if who is Receiver.HOTLINE and authority.country:
         lines.append(f"  Country: {_country(authority.country)}")
-    number = authority.emergency_number
+    number = _number(authority)
     # Beside a P0's "call 999 now" stands no other number (the force's 101 least of all).
-    if authority.phone and authority.phone != number and priority is not Priority.P0:
+    if authority.phone and authority.phone != authority.emergency_number and not urgent:
         lines.append(f"  Phone: {authority.phone}")
     if number and who is Receiver.HOTLINE:
+        in_where = f" in {where}" if where else ""
         lines.append(
-            f"  Emergency number in {_where(authority)}: {number} (the police: "
-            f"{authority.name} is not an emergency service)"
+            f"  Police emergency number{in_where}: {number}. {authority.name} is not an "
+            "emergency service."
         )
-    elif number and (
-        who is Receiver.POLICE_ABROAD or (who is Receiver.UK_POLICE and priority is Priority.P0)
-    ):
+    elif number and who is Receiver.POLICE_ABROAD:
+        lines.append(f"  Emergency number{f' in {where}' if where else ''}: {number}")
+    elif number and who is Receiver.UK_POLICE and packet.priority is Priority.P0:
         lines.append(f"  Emergency number: {number}")
+    sender = _sender_where(authority)
+    if number and sender and who is not Receiver.IWF:
+        own = authority.sender_emergency_number or "your own emergency number"
+        lines.append(
+            f"  It works only in {where}. From {sender}, call {own} and ask your police to "
+            "contact them."
+        )
     if authority.website:
         lines.append(f"  Website: {authority.website}")
     lines.append(f"  ACTION: {authority.instruction}")
@@ -180,7 +260,7 @@ def _to(authority: Authority, priority: Priority) -> list[str]:
 def _parties(packet: Packet) -> list[str]:
     organisation: Organisation = packet.organisation
     lines = [
-        *_to(packet.authority, packet.priority),
+        *_to(packet),
         "",
         f"FROM: {organisation.name} (organisation id {organisation.org_id})",
         f"  Safeguarding contact: {organisation.safeguarding_contact}",
@@ -200,10 +280,18 @@ def _footer(packet: Packet) -> list[str]:
         f"  {packet.no_images_attached}",
         f"  Safeguarding contact: {contact}",
     ]
-    # The NSPCC helpline and its "call 999" are for a sender in the UK reporting there.
-    if packet.support and receiver(packet.authority) in (Receiver.UK_POLICE, Receiver.IWF):
-        lines += ["", "SUPPORT", f"  {packet.support}"]
+    if packet.support and _uk_sender(packet.authority):
+        support = NSPCC_AFTER_EMERGENCY if packet.priority is Priority.P0 else packet.support
+        lines += ["", "SUPPORT", f"  {support}"]
     return lines
+
+
+def _uk_sender(authority: Authority) -> bool:
+    """The NSPCC helpline and its "call 999" are for a sender in the UK, whoever receives the
+    packet (inferred from the receiver for packets stored before `sender_country` existed)."""
+    if authority.sender_country:
+        return authority.sender_country == UK
+    return receiver(authority) in (Receiver.UK_POLICE, Receiver.IWF)
 
 
 def _finding(entry: TimelineEntry) -> str:
@@ -213,7 +301,7 @@ def _finding(entry: TimelineEntry) -> str:
         return words.listed(words.criterion(c) for c in entry.criteria)
     found = []
     for signal in entry.signals:
-        danger = ", a child in immediate danger" if signal.immediate_danger else ""
+        danger = f", {words.DANGER}" if signal.immediate_danger else ""
         found.append(
             f"{words.label(signal.label)} ({words.FINDINGS[signal.category]}, confidence "
             f"{signal.confidence:.2f}{danger})"
@@ -223,24 +311,45 @@ def _finding(entry: TimelineEntry) -> str:
 
 def _timeline(packet: PolicePacket) -> list[str]:
     lines = ["TIMELINE (oldest first)", *_omitted(packet.flags_omitted, packet.case_id)]
+    own = {entry.flag_id for entry in packet.timeline if entry.escalation is None}
+    order = list(Priority)
+    case = len(order)  # the case's priority so far, as an index into `order`: none yet
     for entry in packet.timeline:
-        decision = (
-            "for review: not confirmed by a person" if entry.decision == "review" else "referred"
+        raised = order.index(entry.priority) < case
+        case = min(case, order.index(entry.priority))
+        found = (
+            f"    Found by {entry.source} ({words.source_kind(entry.source_kind)}): "
+            f"{_finding(entry)}"
+        )
+        if entry.escalation is None:
+            lines += [
+                f"  - {words.at(entry.at)} · flag {entry.flag_id} · {entry.priority.value} · "
+                f"{words.decision(entry)}",
+                found,
+            ]
+            continue
+        # An escalation that finds the case as urgent already changes nothing: said so, so it
+        # never reads as the case going down.
+        what = (
+            f"ESCALATED to {entry.priority.value}"
+            if raised
+            else f"escalation at {entry.priority.value}, no change (the case was {order[case]})"
         )
         lines += [
-            f"  - {words.at(entry.at)} · flag {entry.flag_id} · {entry.priority.value} · "
-            f"{decision}",
-            f"    Found by {entry.source} ({words.source_kind(entry.source_kind)}): "
-            f"{_finding(entry)}",
+            f"  - {words.at(entry.at)} · {what}: {words.escalated(entry, packet.rules)}",
+            f"    The policy's escalation across this case's flags, completed by flag "
+            f"{entry.flag_id}: not a new flag.",
         ]
+        if entry.flag_id not in own:
+            lines.append(found)
     return lines
 
 
 def _criteria(packet: PolicePacket) -> list[str]:
-    findings: set[SignalCategory] = {s.category for e in packet.timeline for s in e.signals}
     uk = receiver(packet.authority) is Receiver.UK_POLICE
     lines = ["CRITERIA (UK reporting guidance)" if uk else "CRITERIA"]
-    lines += [f"  - {_capital(words.criterion(c, findings))}" for c in packet.criteria]
+    described = words.criteria_words(packet.criteria, packet.rules, packet.timeline)
+    lines += [f"  - {words.capital(text)}" for text in described]
     lines += ["", "WHY: THE RULES THAT FIRED (referrals first)"]
     for rule in words.referrals_first(packet.rules):
         what = (
@@ -248,9 +357,10 @@ def _criteria(packet: PolicePacket) -> list[str]:
             if rule.outcome == "refer"
             else f"review at {rule.priority.value} (a person confirms first)"
         )
+        found = words.grounds(rule, packet.rules)
         lines += [
             f"  - {rule.rule_id}: {what}, for "
-            + words.listed(words.criterion(c, findings) for c in rule.criteria),
+            + words.listed(words.criterion(c, found) for c in rule.criteria),
             "    Conditions met, in the policy's terms: " + "; ".join(rule.matched),
         ]
     return lines

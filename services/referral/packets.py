@@ -3,10 +3,12 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from uuid import UUID
 
 from schemas.flag import MediaType, ModerationFlag, SignalCategory
 from schemas.packets import (
+    NSPCC_AFTER_EMERGENCY,
     NSPCC_GUIDANCE,
     Authority,
     ChildKnown,
@@ -29,14 +31,13 @@ from schemas.referral import (
     Priority,
     ReferralTask,
 )
-from services.domain.countries import COUNTRIES, country_name
+from services.domain.countries import COUNTRIES, UK_EMERGENCY, country_name
 from services.domain.forces import ForceDirectory
 from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS, UK
 from services.referral import packet_words as words
 
 IWF_NAME = "Internet Watch Foundation"
 IWF_WEBSITE = "https://report.iwf.org.uk"
-UK_EMERGENCY = COUNTRIES[UK].emergency
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,50 @@ class Totals:
     omitted: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """The person sending the packet, when they are in another country than the receiver: a
+    number dialled there reaches that country's services, not the receiver's."""
+
+    where: str
+    number: str | None
+
+
+def _caller(sender_country: str | None, receiver_country: str | None) -> _Caller | None:
+    if not sender_country or not receiver_country or sender_country == receiver_country:
+        return None
+    country = COUNTRIES.get(sender_country)
+    return _Caller(country_name(sender_country), country.dial if country else None)
+
+
+def _call(
+    number: str | None, where: str, caller: _Caller | None, *, when: str, police_on: bool = False
+) -> str:
+    """The emergency call in a sentence: `call 999 now`, `call the police on 911 now`; from
+    another country, the caller's own number, and their police to contact the receiver's."""
+    if caller is None:
+        if number is None:
+            return f"call the local emergency number {when}"
+        return f"call the police on {number} {when}" if police_on else f"call {number} {when}"
+    own = (
+        f"call {caller.number}, your emergency number in {caller.where}, {when}"
+        if caller.number
+        else f"call your own emergency number {when}"
+    )
+    there = f" ({number} there)" if number else ""
+    return f"{own}, and ask your police to contact the police in {where}{there}"
+
+
+def _sender(sender_country: str | None) -> dict[str, str | None]:
+    """The sender's country and number, for the packet's authority."""
+    country = COUNTRIES.get(sender_country or "")
+    return {
+        "sender_country": sender_country,
+        "sender_country_name": country.name if country else None,
+        "sender_emergency_number": country.dial if country else None,
+    }
+
+
 def authority(
     destination: Destination,
     priority: Priority,
@@ -77,28 +122,45 @@ def authority(
     """Who receives the packet, and what the person sending it must do.
 
     `supplement`: the packet adds to one already sent, so the action quotes that reference
-    instead of starting a new report. `sender_country`: where the organisation is; when the
-    police to call are in another country, the action says how to reach them from there.
+    instead of starting a new report; when the case was a P0 and the supplement adds no P0
+    (`Supplement.new_priority`), it was already reported as an emergency, and the action says
+    so instead of asking for another emergency call. `sender_country`: where the organisation
+    is; when the receiver is in another country, the emergency call is to the sender's own
+    number, asking their police to contact the receiver's.
     """
     reference = supplement.external_reference if supplement else None
-    if destination.kind is DestinationKind.IWF:
-        return _iwf(priority, reference)
-    if destination.kind is DestinationKind.INTL:
-        return _abroad(destination, priority, reference, sender_country)
-    return _uk_police(destination, priority, directory, reference)
+    new = supplement.new_priority if supplement else None
+    reported = priority is Priority.P0 and new is not None and new is not Priority.P0
+    match destination.kind:
+        case DestinationKind.IWF:
+            who = _iwf(priority, reference, reported, _caller(sender_country, UK))
+        case DestinationKind.INTL:
+            caller = _caller(sender_country, destination.country)
+            who = _abroad(destination, priority, reference, reported, caller)
+        case DestinationKind.POLICE:
+            caller = _caller(sender_country, UK)
+            who = _uk_police(destination, priority, directory, reference, reported, caller)
+    return who.model_copy(update=_sender(sender_country)) if sender_country else who
 
 
-def _iwf(priority: Priority, reference: str | None) -> Authority:
+def _iwf(
+    priority: Priority, reference: str | None, reported: bool, caller: _Caller | None
+) -> Authority:
     report = (
         f"Report the new URLs and hashes through the IWF reporting service, quoting the earlier "
         f"report {reference}."
         if reference
         else "Report the URLs and hashes through the IWF reporting service."
     )
-    if priority is Priority.P0:
+    where = COUNTRIES[UK].name
+    if reported:
+        again = _call(UK_EMERGENCY, where, caller, when="again")
+        report += f" If a child is in danger now, {again} (the IWF is not an emergency service)."
+    elif priority is Priority.P0:
+        call = _call(UK_EMERGENCY, where, caller, when="now")
         report = (
-            f"A child may be in immediate danger: call {UK_EMERGENCY} first (the IWF is not an "
-            f"emergency service). Then {report[0].lower()}{report[1:]}"
+            f"A child may be in immediate danger: {call} (the IWF is not an emergency service). "
+            f"Then {report[0].lower()}{report[1:]}"
         )
     return Authority(
         kind="iwf",
@@ -108,16 +170,30 @@ def _iwf(priority: Priority, reference: str | None) -> Authority:
         instruction=report,
         police=False,
         country=UK,
-        country_name=COUNTRIES[UK].name,
+        country_name=where,
         emergency_number=UK_EMERGENCY,
     )
 
 
 def _uk_police(
-    destination: Destination, priority: Priority, directory: ForceDirectory, reference: str | None
+    destination: Destination,
+    priority: Priority,
+    directory: ForceDirectory,
+    reference: str | None,
+    reported: bool,
+    caller: _Caller | None,
 ) -> Authority:
     force = directory.forces.get(destination.force_id or "")
-    urgent = priority is Priority.P0
+    where = COUNTRIES[UK].name
+    urgent = priority is Priority.P0 and not reported
+    confirm = "" if force else "Confirm the child's local police force, then "
+    # 101 and 999 work only within the UK: a sender abroad reports online, and calls their own
+    # emergency number.
+    report = (
+        "call 101 or use the force's online reporting"
+        if caller is None
+        else ("use the force's online reporting (101 works only in the UK)")
+    )
     # Police forces file what follows a report under the reference they gave it: the caller
     # quotes it on 101 to reach the officer dealing with it (victimandwitnessinformation.org.uk,
     # "The reporting process"), so a supplement must not read as a new report.
@@ -126,23 +202,26 @@ def _uk_police(
         send = "send this packet to the force" + (
             " as further information for that reference" if reference else ""
         )
-        call = f"A child is in immediate danger: call {UK_EMERGENCY} now{quote}"
+        call = _call(UK_EMERGENCY, where, caller, when="now")
         instruction = (
-            f"{call}, then {send}."
-            if force
-            else f"{call}. Confirm the child's local police force, then {send}."
+            f"A child may be in immediate danger: {call}{quote}. {confirm or 'Then '}{send}."
+        )
+    elif reported:
+        again = _call(UK_EMERGENCY, where, caller, when="again")
+        instruction = (
+            f"Already reported as an emergency under {reference}: {confirm.lower()}{report}, "
+            f"quote it and send this packet as further information. If a child is in danger "
+            f"now, {again}."
         )
     else:
-        report = (
-            f"call 101 or use the force's online reporting, quote {reference} and send this "
-            "packet as further information for it, not as a new report."
+        quoted = (
+            f", quote {reference} and send this packet as further information for it, not as a "
+            "new report."
             if reference
-            else "call 101 or use the force's online reporting, and quote the case id."
+            else ", and quote the case id."
         )
         instruction = (
-            report[0].upper() + report[1:]
-            if force
-            else f"Confirm the child's local police force, then {report}"
+            f"{confirm}{report}{quoted}" if confirm else f"{words.capital(report)}{quoted}"
         )
     if force is None:
         # The router knew a force this directory does not (a newer directory upstream): keep the
@@ -161,7 +240,7 @@ def _uk_police(
         instruction=instruction,
         police=True,
         country=UK,
-        country_name=COUNTRIES[UK].name,
+        country_name=where,
         emergency_number=UK_EMERGENCY,
     )
 
@@ -170,51 +249,66 @@ def _abroad(
     destination: Destination,
     priority: Priority,
     reference: str | None,
-    sender_country: str | None,
+    reported: bool,
+    caller: _Caller | None,
 ) -> Authority:
     code = destination.country or ""
     country = COUNTRIES.get(code)
     where = country_name(code)
-    number = country.emergency if country else None
+    number = country.dial if country else None
     mechanism = destination.mechanism or LOCAL_POLICE
     known = mechanism != LOCAL_POLICE and mechanism in MECHANISM_CONTACTS
-    urgent = priority is Priority.P0
+    urgent = priority is Priority.P0 and not reported
     # The receiver, its country and the number are on the packet's TO lines: the action names
     # them again only as far as a sentence needs, so it fits whatever the names and reference.
     quoting = f", quoting the earlier report {reference}" if reference else ""
-    call = f"call the police on {number}" if number else "call the local emergency number"
+    again = _call(number, where, caller, when="again", police_on=True)
+    already = f"Already reported as an emergency under {reference}: "
     if known:
         name, website = MECHANISM_CONTACTS[mechanism]
-        police_first = (
-            f"call the police first ({number} in {where})"
-            if number
-            else f"call the police in {where} first"
-        )
-        instruction = (
-            f"A child may be in immediate danger: {police_first}, then report through their "
-            f"service{quoting}."
-            if urgent
-            else f"Report through their service{quoting}. It is not an emergency service: if a "
-            f"child is in immediate danger, {police_first}."
-        )
+        if caller is None:
+            police_first = (
+                f"call the police first ({number} in {where})"
+                if number
+                else f"call the police in {where} first"
+            )
+        else:
+            police_first = _call(number, where, caller, when="first")
+        if urgent:
+            instruction = (
+                f"A child may be in immediate danger: {police_first}, then report through their "
+                f"service{quoting}."
+            )
+        elif reported:
+            instruction = (
+                f"{already}report the new flags through their service, quoting it. It is not an "
+                f"emergency service: if a child is in danger now, {again}."
+            )
+        else:
+            instruction = (
+                f"Report through their service{quoting}. It is not an emergency service: if a "
+                f"child is in immediate danger, {police_first}."
+            )
     else:
         # No mechanism, or one this service does not know (a newer table upstream): the country's
         # police. The country is the destination's: the child's for an emergency, else the
         # platform's.
         name, website = f"The local police in {where}", None
-        # A number dialled from another country reaches that country's services, not these.
-        outside = (
-            f" (from outside {where}: your own police)"
-            if sender_country and sender_country != code
-            else ""
-        )
-        instruction = (
-            f"A child may be in immediate danger: {call} now{outside}, then give them this "
-            f"packet{f', quoting {reference}' if reference else ''}."
-            if urgent
-            else f"Report to them{quoting}. If a child is in immediate danger, {call} at "
-            f"once{outside}."
-        )
+        call = _call(number, where, caller, when="now", police_on=True)
+        give = "give them this packet" if caller is None else "give this packet to your police"
+        if urgent:
+            instruction = (
+                f"A child may be in immediate danger: {call}. Then {give}"
+                f"{f', quoting {reference}' if reference else ''}."
+            )
+        elif reported:
+            instruction = (
+                f"{already}{give} as further information, quoting it. If a child is in danger "
+                f"now, {again}."
+            )
+        else:
+            at_once = _call(number, where, caller, when="at once", police_on=True)
+            instruction = f"Report to them{quoting}. If a child is in immediate danger, {at_once}."
     return Authority(
         kind="intl",
         id=mechanism,
@@ -226,6 +320,7 @@ def _abroad(
         country=code or None,
         country_name=country.name if country else None,
         emergency_number=number,
+        emergency_also=country.also if country else None,
     )
 
 
@@ -274,24 +369,27 @@ def _rules(tasks: Sequence[ReferralTask]) -> list[FiredRule]:
 
 def _summary(
     criteria: Sequence[Criterion],
+    rules: Sequence[FiredRule],
+    timeline: Sequence[TimelineEntry],
     flags: Sequence[ModerationFlag],
     count: int,
     priority: Priority,
     reporter: Reporter,
     supplement: Supplement | None,
 ) -> str:
-    findings = {s.category for f in flags for s in f.signals}
-    suspected = words.listed(words.criterion(c, findings) for c in criteria)
+    suspected = words.listed(words.criteria_words(criteria, rules, timeline))
     first, last = flags[0].detected_at, flags[-1].detected_at
     when = (
         f"detected at {words.at(first)}"
         if first == last
         else f"detected between {words.at(first)} and {words.at(last)}"
     )
+    raised = next((e.escalation for e in words.raising(timeline, priority)), None)
+    by = f", raised across its flags by the policy's escalation {raised}" if raised else ""
     summary = (
         f"Suspected: {suspected}, on the service '{flags[-1].platform.service}' of "
-        f"{reporter.name}. {words.counted(count, 'flag')}, {when}. Priority {priority.value}: "
-        f"{words.PRIORITIES[priority]}."
+        f"{reporter.name}. {words.counted(count, 'flag')}, {when}. Priority {priority.value}"
+        f"{by}: {words.PRIORITIES[priority]}."
     )
     if supplement is None:
         return summary
@@ -302,7 +400,9 @@ def _summary(
     )
 
 
-def _timeline(tasks: Sequence[ReferralTask]) -> list[TimelineEntry]:
+def _timeline(tasks: Sequence[ReferralTask], reviewed_at: datetime | None) -> list[TimelineEntry]:
+    """One entry per task, oldest first; an escalation after the flag that completed it. A
+    review routed before a person approved the case reads as confirmed by them."""
     return [
         TimelineEntry(
             at=t.detected_at,
@@ -321,9 +421,43 @@ def _timeline(tasks: Sequence[ReferralTask]) -> list[TimelineEntry]:
                 )
                 for s in t.flag.signals
             ],
+            confirmed_at=(
+                reviewed_at
+                if t.decision == "review" and reviewed_at and t.routed_at <= reviewed_at
+                else None
+            ),
+            escalation=t.escalation,
+            escalated_from=t.escalated_from,
         )
-        for t in sorted(tasks, key=lambda t: (t.detected_at, str(t.flag_id)))
+        for t in sorted(
+            tasks,
+            key=lambda t: (
+                t.detected_at,
+                t.escalation is not None,
+                list(Priority).index(t.priority),
+                str(t.flag_id),
+            ),
+        )
     ]
+
+
+def _supplement(supplement: Supplement | None, tasks: Sequence[ReferralTask]) -> Supplement | None:
+    """The supplement with the most urgent priority its new flags (and the escalations they
+    completed) brought."""
+    if supplement is None:
+        return None
+    new = set(supplement.new_flag_ids)
+    order = list(Priority)
+    priority = min((t.priority for t in tasks if t.flag_id in new), key=order.index, default=None)
+    return supplement.model_copy(update={"new_priority": priority})
+
+
+def _support(sender_country: str, priority: Priority) -> str | None:
+    """The NSPCC's helpline, for a sender in the UK (whoever receives the packet); after the
+    emergency call on a P0."""
+    if sender_country != UK:
+        return None
+    return NSPCC_AFTER_EMERGENCY if priority is Priority.P0 else NSPCC_GUIDANCE
 
 
 def build_police_packet(
@@ -337,6 +471,7 @@ def build_police_packet(
     now: datetime,
     supplement: Supplement | None = None,
     totals: Totals | None = None,
+    reviewed_at: datetime | None = None,
 ) -> PolicePacket:
     flags = _flags(tasks)
     priority = totals.priority if totals else _most_urgent(tasks)
@@ -359,25 +494,25 @@ def build_police_packet(
                     flag_id=f.flag_id,
                 ),
             )
+    # Flags, not tasks: an escalation is not one more flag.
     count = len(flags) + (totals.omitted if totals else 0)
-    abroad = destination.kind is DestinationKind.INTL
+    supplement = _supplement(supplement, tasks)
+    rules = _rules(tasks)
+    timeline = _timeline(tasks, reviewed_at)
+    sender = latest.platform.country
     return PolicePacket(
         case_id=case_id,
         version=version,
         built_at=now,
         authority=authority(
-            destination,
-            priority,
-            directory,
-            supplement=supplement,
-            sender_country=latest.platform.country,
+            destination, priority, directory, supplement=supplement, sender_country=sender
         ),
         organisation=reporter.organisation(latest.platform.org_id),
         priority=priority,
-        summary=_summary(criteria, flags, count, priority, reporter, supplement),
+        summary=_summary(criteria, rules, timeline, flags, count, priority, reporter, supplement),
         criteria=criteria,
-        rules=_rules(tasks),
-        timeline=_timeline(tasks),
+        rules=rules,
+        timeline=timeline,
         subject=SubjectIdentifiers(
             account_id=latest.subject.account_id,
             username=latest.subject.username,
@@ -396,8 +531,7 @@ def build_police_packet(
         content=list(content.values()),
         supplement=supplement,
         flags_omitted=totals.omitted if totals else 0,
-        # The NSPCC's helpline (and its "call 999") is for a sender in the UK reporting there.
-        support=None if abroad else NSPCC_GUIDANCE,
+        support=_support(sender, priority),
     )
 
 
@@ -413,8 +547,9 @@ def build_iwf_packet(
     supplement: Supplement | None = None,
     totals: Totals | None = None,
 ) -> IwfPacket:
+    flags = _flags(tasks)
     items: dict[str, IwfItem] = {}
-    for f in _flags(tasks):
+    for f in flags:
         lists = sorted(
             {
                 s.hash_match.list
@@ -438,16 +573,26 @@ def build_iwf_packet(
                 ),
             )
     priority = totals.priority if totals else _most_urgent(tasks)
+    # The latest flag's organisation and country, as on a police packet.
+    latest = flags[-1]
+    supplement = _supplement(supplement, tasks)
     return IwfPacket(
         case_id=case_id,
         version=version,
         built_at=now,
-        authority=authority(destination, priority, directory, supplement=supplement),
-        organisation=reporter.organisation(tasks[0].flag.platform.org_id),
+        authority=authority(
+            destination,
+            priority,
+            directory,
+            supplement=supplement,
+            sender_country=latest.platform.country,
+        ),
+        organisation=reporter.organisation(latest.platform.org_id),
         priority=priority,
         items=list(items.values()),
         supplement=supplement,
         flags_omitted=totals.omitted if totals else 0,
+        support=NSPCC_AFTER_EMERGENCY if priority is Priority.P0 else NSPCC_GUIDANCE,
     )
 
 
@@ -462,10 +607,19 @@ def build_packet(
     now: datetime,
     supplement: Supplement | None = None,
     totals: Totals | None = None,
+    reviewed_at: datetime | None = None,
 ) -> Packet:
     """The packet for a case's destination, from the tasks attached to the case (or the latest of
-    them, with `totals` over all of them)."""
-    build = build_iwf_packet if destination.kind is DestinationKind.IWF else build_police_packet
+    them, with `totals` over all of them).
+
+    `reviewed_at`: when a person approved the case (review to ready), if one did: the flags held
+    for review that were routed to it before then read as confirmed by that person.
+    """
+    build = (
+        build_iwf_packet
+        if destination.kind is DestinationKind.IWF
+        else partial(build_police_packet, reviewed_at=reviewed_at)
+    )
     return build(
         case_id=case_id,
         version=version,
