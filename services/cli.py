@@ -201,17 +201,25 @@ def _breaker_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _breaker_close(settings: Settings, args: argparse.Namespace) -> int:
+    from services.domain.breaker import BreakerSettings
     from services.referral.breakers import run_close
 
     closed = asyncio.run(
         run_close(
-            settings.database_url, (args.system, args.version), by=f"cli:{args.by}", note=args.note
+            settings.database_url,
+            (args.system, args.version),
+            by=f"cli:{args.by}",
+            note=args.note,
+            settings=settings.breaker() or BreakerSettings(),
         )
     )
     if closed is None:
         print(f"no open breaker for {args.system}/{args.version}", file=sys.stderr)
         return 1
-    print(f"closed the breaker of {args.system}/{args.version}: its referrals go out again")
+    print(
+        f"closed the breaker of {args.system}/{args.version}: its new referrals go out again; "
+        "those it held wait in review for a person (their case history says so)"
+    )
     return 0
 
 

@@ -10,8 +10,10 @@ are held as reviews (a person decides each one), and only a child in immediate d
 with `immediate_danger`) still goes out at once, marked. Nothing is dropped.
 
 A breaker closes by a person's action (`csae breaker close`, or the admin API route: both say
-who and why), or after `cool_down` when one is configured. Flags before the last close are not
-counted again, so a person who judged a surge genuine is not overruled by the same surge.
+who and why), or after `cool_down` when one is configured. A person's close accepts the rate of
+that moment as usual for the baseline period, so a surge they judged genuine does not open it
+again (ten times more does). Flags are counted by the minute they were detected, so a backlog
+drained after an outage counts when it happened, as `csae policy replay` counts them.
 """
 
 from collections import deque
@@ -59,10 +61,13 @@ class Tripped:
         )
 
 
-def trips(flags: int, baseline_flags: int, settings: BreakerSettings) -> Tripped | None:
+def trips(
+    flags: int, baseline_flags: int, settings: BreakerSettings, *, accepted: int = 0
+) -> Tripped | None:
     """Whether `flags` in the window trip the breaker, against `baseline_flags` in the baseline
-    period: the usual number for one window is the baseline's, scaled to the window."""
-    usual = baseline_flags * (settings.window / settings.baseline)
+    period: the usual number for one window is the baseline's, scaled to the window, or the
+    number in a window a person `accepted` when they closed the breaker, when that is more."""
+    usual = max(baseline_flags * (settings.window / settings.baseline), float(accepted))
     if flags >= settings.min_flags and flags > settings.factor * usual:
         return Tripped(flags, usual)
     return None

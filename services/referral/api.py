@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schemas.media import embedded_media
 from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
 from schemas.referral import Criterion, DestinationKind, Priority
+from services.domain.breaker import BreakerSettings
 from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
@@ -437,7 +438,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         key) and why (the note) are kept with the breaker."""
         async with s.begin():
             closed = await breakers.close(
-                s, (system, version), by=who.actor, note=request.note, now=clock()
+                s,
+                (system, version),
+                by=who.actor,
+                note=request.note,
+                now=clock(),
+                settings=settings.breaker() or BreakerSettings(),
             )
         if closed is None:
             raise NotFound("no open breaker for that source")

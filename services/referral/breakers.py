@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schemas.referral import ReferralTask
+from schemas.flag import ModerationFlag
 from services.domain.breaker import BreakerSettings, Source, cooled, source_label, trips
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.models import Breaker, SourceRate
@@ -31,58 +31,86 @@ def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-async def count(session: AsyncSession, tasks: Iterable[ReferralTask], now: datetime) -> set[Source]:
-    """Count each new flag that made a task once, by its source, in this minute; the sources."""
-    flags = {t.flag_id: (t.flag.source.system, t.flag.source.version) for t in tasks}
-    counted = Counter(flags.values())
+async def count(
+    session: AsyncSession,
+    flags: Iterable[ModerationFlag],
+    now: datetime,
+    settings: BreakerSettings,
+    shard: int = 0,
+) -> set[Source]:
+    """Count new flags by source and the minute they were detected (clamped to the periods the
+    breaker reads, so a backlog drained late counts when it happened, not when it was stored);
+    the sources. `shard` spreads the counts of several workers over rows of their own, so they
+    never wait on one another's row; readers sum the shards."""
+    earliest = now - settings.window - settings.baseline
+    counted = Counter(
+        (f.source.system, f.source.version, _minute(min(max(f.detected_at, earliest), now)))
+        for f in flags
+    )
     if not counted:
         return set()
-    minute = _minute(now)
     rows = [
-        {"system": system, "version": version, "minute": minute, "flags": n}
-        for (system, version), n in sorted(counted.items())
+        {"system": system, "version": version, "minute": minute, "shard": shard, "flags": n}
+        for (system, version, minute), n in sorted(counted.items())
     ]
     statement = insert(SourceRate)
     await session.execute(
         statement.on_conflict_do_update(
-            index_elements=[SourceRate.system, SourceRate.version, SourceRate.minute],
+            index_elements=[
+                SourceRate.system,
+                SourceRate.version,
+                SourceRate.minute,
+                SourceRate.shard,
+            ],
             set_={"flags": SourceRate.flags + statement.excluded.flags},
         ),
         rows,
     )
-    return set(counted)
+    return {(system, version) for system, version, _ in counted}
+
+
+async def _in_window(
+    session: AsyncSession, source: Source, now: datetime, settings: BreakerSettings
+) -> int:
+    """The source's flags detected in the last window (its whole minutes)."""
+    system, version = source
+    total = await session.scalar(
+        select(func.coalesce(func.sum(SourceRate.flags), 0)).where(
+            SourceRate.system == system,
+            SourceRate.version == version,
+            SourceRate.minute > _minute(now - settings.window),
+        )
+    )
+    return int(total or 0)
 
 
 async def trip(
     session: AsyncSession, sources: Iterable[Source], now: datetime, settings: BreakerSettings
 ) -> list[Opened]:
-    """Open the breaker of each source now sending past its threshold (once: idempotent)."""
+    """Open the breaker of each source now sending past its threshold (once: idempotent).
+
+    A rate a person accepted when closing the source's breaker (within the baseline period)
+    counts as usual: the surge they judged genuine does not open it again, ten times more does.
+    """
     opened: list[Opened] = []
     for system, version in sorted(sources):
-        last_close = await session.scalar(
-            select(func.max(Breaker.closed_at)).where(
-                Breaker.system == system, Breaker.version == version
-            )
-        )
-        # Counted by whole minutes. After a person's close, from the next minute: the surge
-        # they judged is not counted again (the rest of that minute goes uncounted).
+        in_window = await _in_window(session, (system, version), now, settings)
         start = now - settings.window
-        counted = SourceRate.minute >= _minute(start)
-        if last_close is not None and last_close > start:
-            counted = SourceRate.minute > _minute(last_close)
-        in_window = await session.scalar(
-            select(func.coalesce(func.sum(SourceRate.flags), 0)).where(
-                SourceRate.system == system, SourceRate.version == version, counted
-            )
-        )
         usual = await session.scalar(
             select(func.coalesce(func.sum(SourceRate.flags), 0)).where(
                 SourceRate.system == system,
-                SourceRate.minute >= _minute(start - settings.baseline),
-                SourceRate.minute < _minute(start),
+                SourceRate.minute > _minute(start - settings.baseline),
+                SourceRate.minute <= _minute(start),
             )
         )
-        tripped = trips(int(in_window or 0), int(usual or 0), settings)
+        accepted = await session.scalar(
+            select(func.coalesce(func.max(Breaker.accepted_flags), 0)).where(
+                Breaker.system == system,
+                Breaker.version == version,
+                Breaker.closed_at > now - settings.baseline,
+            )
+        )
+        tripped = trips(in_window, int(usual or 0), settings, accepted=int(accepted or 0))
         if tripped is None:
             continue
         reason = tripped.reason(settings)
@@ -132,14 +160,24 @@ async def listed(session: AsyncSession, *, limit: int = 100) -> list[Breaker]:
 
 
 async def close(
-    session: AsyncSession, source: Source, *, by: str, note: str, now: datetime
+    session: AsyncSession,
+    source: Source,
+    *,
+    by: str,
+    note: str,
+    now: datetime,
+    settings: BreakerSettings,
+    accept: bool = True,
 ) -> Breaker | None:
-    """Close a source's open breaker: who and why are kept. None when none is open."""
+    """Close a source's open breaker: who and why are kept. None when none is open. With
+    `accept` (a person's close), the source's rate now is accepted as usual for the baseline
+    period, so the same surge does not open it again."""
     system, version = source
+    accepted = await _in_window(session, source, now, settings) if accept else 0
     return await session.scalar(
         update(Breaker)
         .where(Breaker.system == system, Breaker.version == version, Breaker.closed_at.is_(None))
-        .values(closed_at=now, closed_by=by[:128], close_note=note[:1024])
+        .values(closed_at=now, closed_by=by[:128], close_note=note[:1024], accepted_flags=accepted)
         .returning(Breaker)
     )
 
@@ -155,6 +193,8 @@ async def sweep(session: AsyncSession, now: datetime, settings: BreakerSettings)
                 by="cool-down",
                 note="the configured cool-down passed",
                 now=now,
+                settings=settings,
+                accept=False,
             )
     await session.execute(
         delete(SourceRate).where(
@@ -174,11 +214,15 @@ async def run_listed(settings_url: str) -> list[Breaker]:
         await engine.dispose()
 
 
-async def run_close(settings_url: str, source: Source, *, by: str, note: str) -> Breaker | None:
+async def run_close(
+    settings_url: str, source: Source, *, by: str, note: str, settings: BreakerSettings
+) -> Breaker | None:
     """`csae breaker close`: close a source's open breaker, saying who and why."""
     engine = new_engine(settings_url)
     try:
         async with new_sessionmaker(engine)() as session, session.begin():
-            return await close(session, source, by=by, note=note, now=datetime.now(UTC))
+            return await close(
+                session, source, by=by, note=note, now=datetime.now(UTC), settings=settings
+            )
     finally:
         await engine.dispose()

@@ -78,6 +78,12 @@ class Case(Base):
         ),
         Index("ix_cases_created_at_case_id", "created_at", "case_id"),
         Index("ix_cases_due_at_waiting", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        Index(
+            "ix_cases_open_subject",
+            "org_id",
+            "subject_account_id",
+            postgresql_where=text(OPEN_CASE_PREDICATE),
+        ),
         {"comment": "One case per subject and destination while open: the unit of work."},
     )
 
@@ -235,6 +241,9 @@ class SourceRate(Base):
     system: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     minute: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    """The minute the flags were detected in."""
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Each worker counts in its own shard, so workers never wait on one row; readers sum."""
     flags: Mapped[int] = mapped_column(Integer)
 
 
@@ -263,3 +272,5 @@ class Breaker(Base):
     closed_by: Mapped[str | None] = mapped_column(String(128))
     """`cool-down`, `cli:<name>` or `admin:<key id>`."""
     close_note: Mapped[str | None] = mapped_column(String(1024))
+    accepted_flags: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Flags in the window when a person closed it: accepted as usual for the baseline period."""

@@ -7,19 +7,21 @@ that the open-case-key index makes unique. The case rules themselves are `cases`
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import ColumnElement, Table, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schemas.flag import ModerationFlag
 from schemas.packets import Supplement
-from schemas.referral import Criterion, Decision, Priority, ReferralTask
+from schemas.referral import Criterion, Decision, DestinationKind, Priority, ReferralTask
 from services.domain import breaker as flood
+from services.domain import destinations
 from services.domain.breaker import BreakerSettings, Source, source_label
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
@@ -51,6 +53,9 @@ PACKET_FLAGS = 200
 every flag."""
 
 _CASE_COLUMNS = [getattr(Case, name) for name in cases.STATE_FIELDS]
+
+Subject = tuple[str, str]
+"""A reported account: (organisation id, account id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +138,26 @@ def _state(row: Any) -> CaseState:
     return CaseState(**{name: getattr(row, name) for name in cases.STATE_FIELDS})
 
 
-async def _lock_open_cases(session: AsyncSession, keys: Sequence[str]) -> dict[str, Any]:
-    """The open cases for `keys`, locked until the transaction ends, in key order."""
-    if not keys:
+async def _lock_open_cases(
+    session: AsyncSession, keys: Sequence[str], subjects: Collection[Subject] = ()
+) -> dict[str, Any]:
+    """The open cases for `keys` and of `subjects` (organisation, account), locked until the
+    transaction ends, in key order."""
+    if not keys and not subjects:
         return {}
+    wanted: ColumnElement[bool] = Case.case_key.in_(sorted(keys))
+    if subjects:
+        wanted = or_(wanted, tuple_(Case.org_id, Case.subject_account_id).in_(sorted(subjects)))
     rows = await session.execute(
-        select(Case.case_id, Case.case_key, *_CASE_COLUMNS)
-        .where(Case.case_key.in_(sorted(keys)), Case.status.in_(OPEN_STATUSES))
+        select(
+            Case.case_id,
+            Case.case_key,
+            Case.destination,
+            Case.org_id,
+            Case.subject_account_id,
+            *_CASE_COLUMNS,
+        )
+        .where(wanted, Case.status.in_(OPEN_STATUSES))
         .order_by(Case.case_key)
         .with_for_update()
     )
@@ -154,6 +172,7 @@ async def apply_tasks(
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
     escalator: Escalator | None = None,
     breaker: BreakerSettings | None = None,
+    shard: int = 0,
 ) -> list[AppliedTask]:
     """Attach new tasks to their open cases, opening cases when needed. A task already stored
     changes nothing, so replaying a batch is a no-op. The cost per task does not depend on how
@@ -166,17 +185,20 @@ async def apply_tasks(
     rate has its breaker opened, and the referrals of sources whose breaker is open are held
     as reviews (see `services.domain.breaker`).
     """
+    if not tasks:
+        return []
+    new_flags = await _store_flags(session, tasks, now)
     holding: frozenset[Source] = frozenset()
-    if breaker is not None and tasks:
-        stored = await _stored(session, [t.task_id for t in tasks])
-        fresh = [t for t in tasks if t.task_id not in stored and t.escalation is None]
-        sources = await breakers.count(session, fresh, now)
-        for opened in await breakers.trip(session, sources, now, breaker):
+    if breaker is not None:
+        # Each flag counted once, when first stored: not once per destination, nor again when
+        # a batch is redelivered.
+        counted = await breakers.count(session, new_flags, now, breaker, shard)
+        for opened in await breakers.trip(session, counted, now, breaker):
             log.warning(
                 "flood breaker opened: the source's referrals are held for review",
                 extra={"source": source_label(opened.source), "reason": opened.reason},
             )
-        holding = await breakers.holding(session, sources)
+        holding = await breakers.holding(session, {flood.source_of(t) for t in tasks})
     return await _apply_all(session, tasks, now, deadlines, escalator, holding)
 
 
@@ -216,8 +238,16 @@ async def _apply_round(
     keys = sorted({t.case_key for t in unique.values()})
     applied: list[AppliedTask] = []
     follow: list[ReferralTask] = []
+    # The cases an escalation to P0 may add tasks to (the emergency route) are locked now, in
+    # the same sorted pass: taking them later, in the follow-up, could deadlock with a worker
+    # that locked them first in key order.
+    # Escalation reads every open case of the subject (a coercion flag at a hotline and a
+    # self-harm flag at the police are one child's facts): they are locked in the same pass.
+    emergency = _emergency_keys(escalator, unique.values())
+    subjects = {_subject(t) for t in unique.values()} if escalator is not None else set()
     for _ in range(3):  # a case another worker opened meanwhile is locked on the next round
-        locked = await _lock_open_cases(session, keys)
+        every = await _lock_open_cases(session, sorted({*keys, *emergency}), subjects)
+        locked = {key: row for key, row in every.items() if key in keys}
         known = await _stored(session, list(unique))
         new = [t for t in unique.values() if t.task_id not in known and t.case_key in keys]
         if not new:
@@ -225,7 +255,7 @@ async def _apply_round(
         by_case: dict[str, list[ReferralTask]] = {}
         for task in new:
             by_case.setdefault(task.case_key, []).append(task)
-        ledgers = _escalate(escalator, by_case, locked, now)
+        ledgers = _escalate(escalator, by_case, locked, every.values(), now)
         notes: dict[str, str] = {}
         flags = {key: len(arriving) for key, arriving in by_case.items()}
         elsewhere: dict[str, list[ReferralTask]] = {}
@@ -244,7 +274,13 @@ async def _apply_round(
                 )
                 if held.intersection(t.task_id for t in by_case[key]):
                     notes[key] = "held for review: the flood breaker of its source is open"
-        await _store_flags(session, new, now)
+                elif any(
+                    flood.source_of(t) in holding and flood.goes_out_anyway(t) for t in by_case[key]
+                ):
+                    notes[key] = (
+                        "sent at once although the flood breaker of its source is open: "
+                        "a child may be in immediate danger"
+                    )
         opened = await _open_cases(
             session,
             {k: v for k, v in by_case.items() if k not in locked},
@@ -316,33 +352,82 @@ async def _apply_round(
     raise ConcurrentChange("cases kept being opened by another transaction")
 
 
+def _emergency_keys(escalator: Escalator | None, tasks: Iterable[ReferralTask]) -> set[str]:
+    """The case keys of the emergency route of each police or abroad task's flag."""
+    if escalator is None:
+        return set()
+    return {
+        destinations.case_key(t.flag, to)
+        for t in tasks
+        if t.destination.kind is not DestinationKind.IWF
+        for to in destinations.plan(
+            t.flag, tuple(t.criteria), escalator.directory, escalator.home_force_id, emergency=True
+        )
+        if to.kind is not DestinationKind.IWF
+    }
+
+
+def _subject(task: ReferralTask) -> Subject:
+    return task.flag.platform.org_id, task.flag.subject.account_id
+
+
 def _escalate(
     escalator: Escalator | None,
     by_case: Mapping[str, Sequence[ReferralTask]],
     locked: Mapping[str, Any],
+    open_cases: Iterable[Any],
     now: datetime,
 ) -> dict[str, escalation.Escalated]:
-    """Each case's ledger after the arriving tasks, and the escalations they fired."""
+    """Each case's ledger after the arriving tasks, and the escalations they fired. The rules
+    that fired on any open police or abroad case of the subject count (one child's facts may
+    reach a hotline and the police apart), and the cases of one subject in this batch are
+    taken in turn, each seeing what the ones before it entered."""
+    seen: dict[Subject, escalation.Ledger] = {}
+    for row in open_cases:
+        if row.destination != DestinationKind.IWF.value:
+            known = seen.setdefault((row.org_id, row.subject_account_id), {})
+            for rule_id, entry in row.fired_rules.items():
+                known.setdefault(rule_id, entry)
     ledgers: dict[str, escalation.Escalated] = {}
-    for key, arriving in by_case.items():
+    for key in sorted(by_case, key=lambda k: (_subject(by_case[k][0]), k)):
+        arriving = by_case[key]
         row = locked.get(key)
-        ledgers[key] = escalation.escalate(
+        own = dict(row.fired_rules) if row is not None else {}
+        subject = seen.setdefault(_subject(arriving[0]), {})
+        done = escalation.escalate(
             escalator,
             destination=arriving[0].destination,
             case_version=row.policy_version if row is not None else arriving[0].policy_version,
-            ledger=row.fired_rules if row is not None else {},
+            ledger={**subject, **own},
             arriving=arriving,
             now=now,
         )
+        if arriving[0].destination.kind is not DestinationKind.IWF:
+            for rule_id, entry in done.ledger.items():
+                subject.setdefault(rule_id, entry)
+        # The case keeps its own rules and what fired on it; the subject's are read each time.
+        own.update(
+            (rule_id, entry)
+            for rule_id, entry in done.ledger.items()
+            if rule_id not in own and (rule_id in done.fired or _arrived(rule_id, arriving))
+        )
+        ledgers[key] = replace(done, ledger=own)
     return ledgers
+
+
+def _arrived(rule_id: str, arriving: Sequence[ReferralTask]) -> bool:
+    return any(rule.rule_id == rule_id for task in arriving for rule in task.rules)
 
 
 def _criteria(tasks: Sequence[ReferralTask]) -> list[str]:
     return [c.value for t in tasks for c in t.criteria]
 
 
-async def _store_flags(session: AsyncSession, tasks: Sequence[ReferralTask], now: datetime) -> None:
-    """Each flag's body once (several destinations' tasks share it), in id order."""
+async def _store_flags(
+    session: AsyncSession, tasks: Sequence[ReferralTask], now: datetime
+) -> list[ModerationFlag]:
+    """Each flag's body once (several destinations' tasks share it), in id order; the flags
+    that were not stored before."""
     flags = sorted({t.flag_id: t.flag for t in tasks}.values(), key=lambda f: f.flag_id)
     rows = [
         {
@@ -355,7 +440,14 @@ async def _store_flags(session: AsyncSession, tasks: Sequence[ReferralTask], now
         }
         for f in flags
     ]
-    await session.execute(insert(_table(Flag)).on_conflict_do_nothing(), rows)
+    stored = set(
+        (
+            await session.scalars(
+                insert(_table(Flag)).on_conflict_do_nothing().returning(Flag.flag_id), rows
+            )
+        ).all()
+    )
+    return [f for f in flags if f.flag_id in stored]
 
 
 async def _open_cases(
@@ -644,14 +736,19 @@ async def _materialise(
     tasks = [ReferralTask.model_validate({**body, "flag": flag}) for body, _, flag in rows]
     totals = None
     if len(rows) == PACKET_FLAGS:
-        count, priority = (
-            await session.execute(select(func.count(), func.min(Task.priority)).where(*before))
+        count, priority = (  # flags, not tasks: an escalation's task is not one more flag
+            await session.execute(
+                select(func.count(func.distinct(Task.flag_id)), func.min(Task.priority)).where(
+                    *before
+                )
+            )
         ).one()
         criteria = await session.scalars(
             select(func.jsonb_array_elements_text(Task.body["criteria"])).where(*before).distinct()
         )
+        listed = len({t.flag_id for t in tasks})
         totals = Totals(
-            Priority(priority), frozenset(Criterion(c) for c in criteria), count - len(rows)
+            Priority(priority), frozenset(Criterion(c) for c in criteria), count - listed
         )
     supplement = None
     sent = case.submitted_version
@@ -676,6 +773,7 @@ async def _materialise(
         now=now,
         supplement=supplement,
         totals=totals,
+        reviewed_at=await _approved_at(session, case.case_id),
     )
     await session.execute(
         insert(PacketRecord)
@@ -690,6 +788,19 @@ async def _materialise(
         .on_conflict_do_nothing()
     )
     return await session.get(PacketRecord, (case.case_id, version), populate_existing=True)
+
+
+async def _approved_at(session: AsyncSession, case_id: UUID) -> datetime | None:
+    """When a person approved the case's review, if one did (a referral joining a review case
+    also takes it to ready, but confirms nothing)."""
+    return await session.scalar(
+        select(func.min(CaseTransition.at)).where(
+            CaseTransition.case_id == case_id,
+            CaseTransition.from_status == CaseStatus.REVIEW.value,
+            CaseTransition.to_status == CaseStatus.READY.value,
+            CaseTransition.actor != SYSTEM_ACTOR,
+        )
+    )
 
 
 async def park(*, session: AsyncSession, message: ParkedMessage) -> bool:

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -10,10 +11,11 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.referral import Decision, ReferralTask
+from schemas.referral import Decision, ReferralTask, RejectionReason
 from services.domain.breaker import BreakerSettings, source_label, source_of
 from services.pipeline import metrics as metrics_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
+from services.pipeline.decode import refused as refusal
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
@@ -57,6 +59,8 @@ class TaskRecorder:
         self._metrics = metrics
         self._escalator = escalator
         self._clock = clock
+        self._shard = random.randrange(64)  # noqa: S311 (spreading rows, not secrecy)
+        """This worker's rows of the flood breaker's counts (see `breakers.count`)."""
 
     async def __call__(self, records: Sequence[Record]) -> None:
         s = self._settings
@@ -72,6 +76,15 @@ class TaskRecorder:
                 ReferralTask if record.topic == s.topic_referrals else Decision
             )
             result = decode(record.value, model, max_bytes=cap)
+            if isinstance(result, ReferralTask) and result.escalation is not None:
+                # Made by the worker from a case's flags, never sent: one that arrives would
+                # slip past the flood breaker's count and set an escalation's metric label.
+                result = refusal(
+                    record.value,
+                    result.flag_id,
+                    RejectionReason.INVALID,
+                    "an escalation's task is made by the referral worker, never sent to it",
+                )
             if isinstance(result, Refusal):
                 letter = dead_letter(record, result, group=s.referral_group, now=now)
                 letters.append((s.topic_dlq, None, letter.model_dump_json().encode()))
@@ -92,6 +105,7 @@ class TaskRecorder:
                 now=now,
                 escalator=self._escalator,
                 breaker=s.breaker(),
+                shard=self._shard,
             )
         # Counted as soon as stored: a retry after a failed send below finds these tasks
         # stored, and their breaches marked, so it would never count them.

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Priority, ReferralTask
+from services.domain.breaker import BreakerSettings
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.referral import breakers, store
@@ -52,8 +53,8 @@ async def test_a_misfiring_source_is_held_for_review_and_nothing_is_lost(
     async with sessions() as session, session.begin():
         await session.execute(
             text(
-                "INSERT INTO source_rates (system, version, minute, flags) "
-                "SELECT 'misfiring-clf', '1.0.0', m, 1 FROM generate_series("
+                "INSERT INTO source_rates (system, version, minute, shard, flags) "
+                "SELECT 'misfiring-clf', '1.0.0', m, 0, 1 FROM generate_series("
                 "date_trunc('minute', now()) - interval '24 hours', "
                 "date_trunc('minute', now()) - interval '10 minutes', interval '5 minutes') m"
             )
@@ -70,6 +71,8 @@ async def test_a_misfiring_source_is_held_for_review_and_nothing_is_lost(
         ],
     )
     metrics = Metrics(CollectorRegistry())
+    guarded_settings = guarded.breaker()
+    assert guarded_settings is not None
 
     async def until_committed() -> None:
         await wait_for_commit(guarded, guarded.topic_referrals, guarded.referral_group, len(tasks))
@@ -84,7 +87,7 @@ async def test_a_misfiring_source_is_held_for_review_and_nothing_is_lost(
         status = {row.case_key: row.status for row in rows}
         notes = list(
             await session.scalars(
-                select(CaseTransition.note).where(CaseTransition.note.like("%flood breaker%"))
+                select(CaseTransition.note).where(CaseTransition.note.like("%held for review%"))
             )
         )
     assert {t.task_id for t in tasks} <= stored, "nothing is lost while the breaker is open"
@@ -114,6 +117,7 @@ async def test_a_misfiring_source_is_held_for_review_and_nothing_is_lost(
             by="cli:test",
             note="a new model, checked",
             now=datetime.now(UTC),
+            settings=guarded_settings,
         )
     assert closed is not None
     assert (closed.closed_by, closed.close_note) == ("cli:test", "a new model, checked")
@@ -125,9 +129,19 @@ async def test_a_misfiring_source_is_held_for_review_and_nothing_is_lost(
             session=session,
             tasks=[later],
             now=datetime.now(UTC) + timedelta(seconds=1),
-            breaker=guarded.breaker(),
+            breaker=guarded_settings,
         )
     assert (applied.status, applied.held) == (CaseStatus.READY, False)
+
+    # The same surge goes on after the close: the rate the person accepted does not reopen it.
+    more = [referral("misfiring-clf", "2.0.0", FLOOD + 2 + n) for n in range(FLOOD)]
+    async with sessions() as session, session.begin():
+        applied_more = await store.apply_tasks(
+            session=session, tasks=more, now=datetime.now(UTC), breaker=guarded_settings
+        )
+    assert not any(a.held for a in applied_more)
+    async with sessions() as session:
+        assert await breakers.open_now(session) == []
 
 
 async def test_only_an_admin_closes_a_breaker_through_the_api_and_it_is_kept_who_and_why(
@@ -156,12 +170,40 @@ async def test_only_an_admin_closes_a_breaker_through_the_api_and_it_is_kept_who
             )
             assert refused.status_code == 403
             listed = await client.get("/v1/breakers", headers=as_admin)
-            assert [b["source"] for b in listed.json() if b["closed_at"] is None] == [
-                "api-clf/3.1.0"
-            ]
+            assert "api-clf/3.1.0" in [b["source"] for b in listed.json() if not b["closed_at"]]
             closed = await client.post(path, json={"note": "model checked"}, headers=as_admin)
             assert closed.status_code == 200, closed.text
             assert closed.json()["closed_by"].startswith("admin:")
             assert closed.json()["close_note"] == "model checked"
             again = await client.post(path, json={"note": "again"}, headers=as_admin)
             assert again.status_code == 404
+
+
+async def test_a_flag_counts_once_whatever_its_destinations_and_when_it_was_detected(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Police and IWF tasks of one flag arrive in different batches: the flag counts once. A
+    backlog stored late counts in the minute it was detected, so draining it trips nothing."""
+    settings = BreakerSettings(min_flags=5)
+    two_hours_ago = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    flag = make_flag(
+        detected_at=two_hours_ago.isoformat(),
+        published_at=two_hours_ago.isoformat(),
+        source={"system": "hash-matcher", "version": "7.0.0", "kind": "hash_match"},
+        subject={"account_id": "acct-counted-once"},
+        signals=[signal("iioc", 1.0, hash_match={"list": "l", "match": "exact", "external": True})],
+    )
+    tasks = list(routed(flag).tasks)
+    assert len({t.destination.key for t in tasks}) == 2
+    for task in tasks:  # one batch per destination, as their partitions deliver them
+        async with sessions() as session, session.begin():
+            await store.apply_tasks(
+                session=session, tasks=[task], now=datetime.now(UTC), breaker=settings
+            )
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                text("SELECT minute, flags FROM source_rates WHERE system = 'hash-matcher'")
+            )
+        ).all()
+    assert [(row.minute, row.flags) for row in rows] == [(two_hours_ago, 1)]

@@ -5,7 +5,7 @@ packets after submission, and the SLA clocks swept with an injected clock (no wa
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -197,6 +197,11 @@ async def test_a_review_case_is_approved_submitted_acknowledged_and_closed(
     packet = await api.client.get(f"/v1/cases/{case_id}/packets/1", headers=api.auth)
     assert packet.json()["timeline"][0]["decision"] == "review"
     assert "0808 800 5000" in packet.json()["support"]
+    text = await api.client.get(
+        f"/v1/cases/{case_id}/packets/1", headers=api.auth, params={"format": "text"}
+    )
+    approved = moments["ready"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"confirmed by a person at {approved}" in text.text, "the packet says who confirmed"
 
 
 async def test_dismissing_needs_a_reason_and_a_dismissed_case_is_final(
@@ -311,6 +316,7 @@ async def test_a_flag_after_submission_makes_a_supplementary_packet_naming_the_o
         "external_reference": "KNT-20261126-0042",
         "submitted_at": (DETECTED_AT + timedelta(minutes=30)).isoformat().replace("+00:00", "Z"),
         "new_flag_ids": [str(later[0].flag_id)],
+        "new_priority": later[0].priority.value,
     }
     assert "Supplementary to the referral sent as KNT-20261126-0042" in supplement["summary"]
 

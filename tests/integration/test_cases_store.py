@@ -263,3 +263,32 @@ async def test_a_case_that_becomes_p0_across_flags_gets_the_emergency_route_once
     assert render_text(packet).startswith("A CHILD MAY BE IN IMMEDIATE DANGER")
 
     assert await apply_escalating(list(second.tasks)) == [], "a redelivered flag changes nothing"
+
+
+async def test_sextortion_at_a_hotline_and_self_harm_at_the_police_escalate_together(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A US platform: coercion goes to NCMEC, self-harm to the local police, so the two flags
+    land in two cases. They are one child's facts: the subject's open cases are read together,
+    and both destinations get the P0."""
+    escalator = Escalator(default_policy(), uk_forces(), "kent")
+    facts: dict[str, Any] = {
+        "subject": subject("acct-two-destinations"),
+        "platform": {"org_id": "org-us-test", "service": "chat", "country": "US"},
+    }
+    first = routed(make_flag(signals=[signal("coercion", 0.92)], **facts))
+    second = routed(make_flag(signals=[signal("self_harm", 0.93)], **facts))
+    assert {t.destination.key for t in first.tasks} == {"intl:US:ncmec_cybertipline"}
+    assert {t.destination.key for t in second.tasks} == {"intl:US:local_police"}
+
+    for routing in (first, second):
+        async with sessions() as session, session.begin():
+            applied = await store.apply_tasks(
+                session=session, tasks=list(routing.tasks), now=NOW, escalator=escalator
+            )
+    made = {(a.task.destination.key, a.task.priority) for a in applied if a.task.escalation}
+    assert ("intl:US:local_police", Priority.P0) in made
+    assert ("intl:US:ncmec_cybertipline", Priority.P0) in made
+    for key in ("intl:US:local_police", "intl:US:ncmec_cybertipline"):
+        (case,), _, _ = await case_state(sessions, f"org-us-test|acct-two-destinations|{key}")
+        assert (case.status, case.priority) == (CaseStatus.READY, "P0"), key

@@ -78,3 +78,8 @@ def test_replay_says_where_a_misfiring_version_would_have_opened() -> None:
         (("clf", "2.0"), flood_at + timedelta(seconds=49))
     ]
     assert would_open(steady, SETTINGS) == [], "the usual rate never trips"
+
+
+def test_a_rate_a_person_accepted_opens_it_only_at_ten_times_more() -> None:
+    assert trips(600, 0, SETTINGS, accepted=60) is None
+    assert trips(601, 0, SETTINGS, accepted=60) is not None

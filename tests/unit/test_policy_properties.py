@@ -95,10 +95,15 @@ def assert_the_p0_floor_holds(flag: ModerationFlag, policy: Policy) -> None:
     routing = _route(flag, policy)
     decision = routing.decision
     assert (decision.outcome, decision.priority) == (Outcome.REFER, Priority.P0)
-    # Every referral is P0; only images that earned a review alone (IWF) wait for a person.
+    # Every referral is P0; only evidence that earned a review alone, sent where the police
+    # are not (the IWF, or a hotline for what only it takes), waits for a person.
     assert {task.priority for task in routing.tasks if task.decision == "refer"} == {Priority.P0}
     assert all(
         task.destination.kind is DestinationKind.IWF
+        or (
+            task.destination.kind is DestinationKind.INTL
+            and task.destination.mechanism != "local_police"
+        )
         for task in routing.tasks
         if task.decision == "review"
     )

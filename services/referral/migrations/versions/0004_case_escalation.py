@@ -29,6 +29,13 @@ def upgrade() -> None:
         "cases",
         sa.Column("fired_rules", JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
     )
+    # Escalation reads every open case of a subject: found by organisation and account.
+    op.create_index(
+        "ix_cases_open_subject",
+        "cases",
+        ["org_id", "subject_account_id"],
+        postgresql_where=sa.text("status IN ('review', 'ready', 'submitted', 'acknowledged')"),
+    )
     op.execute(
         "UPDATE cases SET policy_version = ("
         "  SELECT t.body->>'policy_version' FROM tasks t WHERE t.case_id = cases.case_id"
@@ -50,5 +57,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_open_subject", table_name="cases")
     op.drop_column("cases", "fired_rules")
     op.drop_column("cases", "policy_version")

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("system", sa.String(64), primary_key=True),
         sa.Column("version", sa.String(64), primary_key=True),
         sa.Column("minute", TS, primary_key=True),
+        sa.Column("shard", sa.Integer(), primary_key=True),
         sa.Column("flags", sa.Integer(), nullable=False),
         comment="Flags that made referral tasks, per source and minute: the flood breaker's "
         "counts (kept for its baseline period).",
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.Column("closed_at", TS),
         sa.Column("closed_by", sa.String(128)),
         sa.Column("close_note", sa.String(1024)),
+        sa.Column("accepted_flags", sa.Integer(), nullable=False, server_default="0"),
         comment="Flood breakers, open and closed: who or what closed each, and why. While one "
         "is open, its source's referrals are held as reviews.",
     )
