@@ -136,6 +136,7 @@ _SAFE_MESSAGES = frozenset(
         "datetime_type",
         "uuid_type",
         "ip_any_address",
+        "ip_address",
     }
 )
 """Error types whose pydantic message quotes nothing of the input (the contract's own words,

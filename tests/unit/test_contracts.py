@@ -391,3 +391,21 @@ def test_task_ids_stay_the_uuid5_they_always_were(flag_id: UUID, destination: De
     way the id is computed now."""
     expected = uuid5(TASK_NAMESPACE, f"{flag_id}:{destination.key}")
     assert task_id_for(flag_id, destination) == task_id_for(str(flag_id), destination) == expected
+
+
+@pytest.mark.parametrize("sent", ["1.2.3", "01.2.3.4", "2001:db8::g", 5, "marker-ip-999"])
+def test_an_address_that_is_not_one_is_refused_without_quoting_it(sent: object) -> None:
+    document = flag_document(subject={"account_id": "acct-ip", "ips": [sent]})
+    refusal = decode(json.dumps(document).encode(), ModerationFlag, max_bytes=64 * 1024)
+    assert isinstance(refusal, Refusal)
+    (problem,) = refusal.errors
+    assert (problem.loc, problem.type, problem.msg) == (
+        ["subject", "ips", 0],
+        "ip_address",
+        "not an IPv4 or IPv6 address",
+    )
+
+
+def test_addresses_of_both_families_are_kept_and_written_as_text() -> None:
+    flag = make_flag(subject={"account_id": "acct-ip", "ips": ["192.0.2.1", "2001:DB8::1"]})
+    assert json.loads(flag.model_dump_json())["subject"]["ips"] == ["192.0.2.1", "2001:db8::1"]
