@@ -13,15 +13,14 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, Table, func, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, Table, and_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.flag import ModerationFlag
 from schemas.packets import Supplement
 from schemas.referral import Criterion, Decision, DestinationKind, Priority, ReferralTask
 from services.domain import breaker as flood
-from services.domain import destinations
 from services.domain.breaker import BreakerSettings, Source, source_label
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
 from services.domain.forces import ForceDirectory
@@ -141,25 +140,37 @@ def _state(row: Any) -> CaseState:
 async def _lock_open_cases(
     session: AsyncSession, keys: Sequence[str], subjects: Collection[Subject] = ()
 ) -> dict[str, Any]:
-    """The open cases for `keys` and of `subjects` (organisation, account), locked until the
+    """The open cases for `keys`, or with `subjects` every open case of those reported accounts
+    (their keys among them: a case key is the subject's and a destination), locked until the
     transaction ends, in key order."""
-    if not keys and not subjects:
-        return {}
-    wanted: ColumnElement[bool] = Case.case_key.in_(sorted(keys))
+    columns = (
+        Case.case_id,
+        Case.case_key,
+        Case.destination,
+        Case.org_id,
+        Case.subject_account_id,
+        *_CASE_COLUMNS,
+    )
     if subjects:
-        wanted = or_(wanted, tuple_(Case.org_id, Case.subject_account_id).in_(sorted(subjects)))
-    rows = await session.execute(
-        select(
-            Case.case_id,
-            Case.case_key,
-            Case.destination,
-            Case.org_id,
-            Case.subject_account_id,
-            *_CASE_COLUMNS,
+        orgs, accounts = zip(*sorted(subjects), strict=True)
+        pairs = (
+            func.unnest(
+                bindparam("orgs", list(orgs), type_=ARRAY(String)),
+                bindparam("accounts", list(accounts), type_=ARRAY(String)),
+            )
+            .table_valued("org_id", "account_id")
+            .render_derived()
         )
-        .where(wanted, Case.status.in_(OPEN_STATUSES))
-        .order_by(Case.case_key)
-        .with_for_update()
+        query = select(*columns).join(
+            pairs,
+            and_(Case.org_id == pairs.c.org_id, Case.subject_account_id == pairs.c.account_id),
+        )
+    elif keys:
+        query = select(*columns).where(Case.case_key.in_(sorted(keys)))
+    else:
+        return {}
+    rows = await session.execute(
+        query.where(Case.status.in_(OPEN_STATUSES)).order_by(Case.case_key).with_for_update(of=Case)
     )
     return {row.case_key: row for row in rows}
 
@@ -242,11 +253,12 @@ async def _apply_round(
     # the same sorted pass: taking them later, in the follow-up, could deadlock with a worker
     # that locked them first in key order.
     # Escalation reads every open case of the subject (a coercion flag at a hotline and a
-    # self-harm flag at the police are one child's facts): they are locked in the same pass.
-    emergency = _emergency_keys(escalator, unique.values())
+    # self-harm flag at the police are one child's facts), and may add tasks to the cases of
+    # its emergency route (the subject's too): all are locked in one sorted pass, so a
+    # follow-up never waits on a lock another worker took first in key order.
     subjects = {_subject(t) for t in unique.values()} if escalator is not None else set()
     for _ in range(3):  # a case another worker opened meanwhile is locked on the next round
-        every = await _lock_open_cases(session, sorted({*keys, *emergency}), subjects)
+        every = await _lock_open_cases(session, keys, subjects)
         locked = {key: row for key, row in every.items() if key in keys}
         known = await _stored(session, list(unique))
         new = [t for t in unique.values() if t.task_id not in known and t.case_key in keys]
@@ -350,21 +362,6 @@ async def _apply_round(
         if not keys:
             return applied, follow
     raise ConcurrentChange("cases kept being opened by another transaction")
-
-
-def _emergency_keys(escalator: Escalator | None, tasks: Iterable[ReferralTask]) -> set[str]:
-    """The case keys of the emergency route of each police or abroad task's flag."""
-    if escalator is None:
-        return set()
-    return {
-        destinations.case_key(t.flag, to)
-        for t in tasks
-        if t.destination.kind is not DestinationKind.IWF
-        for to in destinations.plan(
-            t.flag, tuple(t.criteria), escalator.directory, escalator.home_force_id, emergency=True
-        )
-        if to.kind is not DestinationKind.IWF
-    }
 
 
 def _subject(task: ReferralTask) -> Subject:
