@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_cursor_secret: SecretStr | None = None
+    """The key that signs the API's pagination cursors (HMAC-SHA256). Unset: a random key per
+    process, so a cursor only works on the process that issued it and until it restarts; set it
+    to the same value on every API process behind one address."""
     router_metrics_port: int = 9101
     worker_metrics_port: int = 9102
 

@@ -2,22 +2,39 @@
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.base import PRINTABLE, Label
 from schemas.media import embedded_media
 from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
 from schemas.referral import Criterion, DestinationKind, Priority
@@ -44,6 +61,44 @@ from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
 
 log = logging.getLogger(__name__)
+
+INT32_MAX = 2**31 - 1
+"""The largest packet version the database holds (a PostgreSQL `integer`)."""
+MAX_BODY_BYTES = 64 * 1024
+"""A request body past this is refused (413) before it is read: a move or a close is a few
+hundred bytes."""
+MAX_QUERY_BYTES = 4096
+"""A query string past this is refused (400): every filter and a cursor fit in a few hundred."""
+MAX_CURSOR_CHARS = 256
+
+
+def _iso_text(value: object) -> object:
+    """Only an ISO 8601 date and time (pydantic alone would take `0.5` as a Unix time)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATETIME.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date and time with a timezone")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    """A time whose UTC value Python and PostgreSQL can both hold (year 1 to 9999)."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            "the time is outside the range this API holds (years 1 to 9999 UTC)"
+        ) from None
+    return value
+
+
+_ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:?\d{2})"
+)
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_range)]
+"""A timezone-aware time from a request, within what the database holds."""
+Text64 = Annotated[str, Field(min_length=1, max_length=64, pattern=f"^{PRINTABLE}+$")]
+"""A short name from a request path: no control characters (PostgreSQL cannot store U+0000)."""
 
 
 class CaseSummary(BaseModel):
@@ -121,10 +176,10 @@ class TransitionRequest(BaseModel):
 
     to: CaseStatus
     external_reference: Annotated[ExternalReference, AfterValidator(_no_media)] | None = None
-    packet_version: int | None = Field(default=None, ge=1)
+    packet_version: int | None = Field(default=None, ge=1, le=INT32_MAX)
     """Required for `submitted`: the packet version that was sent. When a later version exists,
     the flags it added come back at once as a supplementary packet."""
-    expected_updated_at: AwareDatetime | None = None
+    expected_updated_at: Instant | None = None
     """The case's `updated_at` as read: the move is refused (409) if the case changed since."""
     note: (
         Annotated[
@@ -171,18 +226,52 @@ class Problem(BaseModel):
     detail: str
 
 
-def _encode_cursor(case: Case, *, by_due: bool = False) -> str:
-    at = case.due_at if by_due and case.due_at is not None else case.created_at
-    raw = f"{at.isoformat()}|{case.case_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_FORGED = "the cursor is not one this API issued"
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created, case_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), UUID(case_id)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("the cursor is not one this API issued") from exc
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Cursors:
+    """Opaque page cursors: the position, signed (HMAC-SHA256) so only this API's are taken."""
+
+    key: bytes
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self.key, payload, hashlib.sha256).digest()
+
+    def encode(self, case: Case, *, by_due: bool = False) -> str:
+        at = case.due_at if by_due and case.due_at is not None else case.created_at
+        payload = f"{'due' if by_due else 'created'}|{at.isoformat()}|{case.case_id}".encode()
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def decode(self, cursor: str, *, by_due: bool = False) -> tuple[datetime, UUID]:
+        """The position a cursor holds; InvalidRequest (400) for any cursor this API did not
+        issue, or issued for the other ordering."""
+        if len(cursor) > MAX_CURSOR_CHARS or not _CURSOR.fullmatch(cursor):
+            raise InvalidRequest(_FORGED)
+        body, mac = cursor.split(".")
+        try:
+            payload, signature = _unb64(body), _unb64(mac)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(_FORGED) from exc
+        if not hmac.compare_digest(signature, self._mac(payload)):
+            raise InvalidRequest(_FORGED)
+        try:
+            kind, at, case_id = payload.decode().split("|")
+            position = datetime.fromisoformat(at), UUID(case_id)
+        except ValueError as exc:
+            raise InvalidRequest(_FORGED) from exc
+        if kind != ("due" if by_due else "created") or position[0].tzinfo is None:
+            raise InvalidRequest("the cursor belongs to another listing")
+        return position
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +304,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     keys = load_keys(settings.api_keys_file)
     if not keys:
         log.warning("no API keys configured: every /v1 request will be refused")
+    secret = settings.api_cursor_secret
+    cursors = Cursors(
+        secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32)
+    )
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = Metrics(registry)
@@ -252,23 +345,27 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             yield s
 
     async def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],  # for the OpenAPI
     ) -> Caller:
-        hashed = key_hash(credentials.credentials) if credentials else ""
-        role = keys.get(hashed)
-        if role is None:
+        """The caller `_Guard` admitted (it checks the key before the body is read)."""
+        who = request.scope.get("csae.caller")
+        if not isinstance(who, Caller):
             raise _UnauthorizedError
-        return Caller(role, hashed[:12])
+        return who
 
     Db = Annotated[AsyncSession, Depends(session)]  # noqa: N806 - a type alias
+    required: dict[Callable[..., Any], frozenset[Role]] = {}
 
     def allow(*roles: Role) -> list[Any]:
-        """Deny by default: only `roles` pass (401 without a key, 403 with another role)."""
+        """Deny by default: only `roles` pass (401 without a key, 403 with another role).
+        `_Guard` enforces it before the body is read; the check here holds if it did not."""
 
         async def check(who: Annotated[Caller, Depends(caller)]) -> None:
             if who.role not in roles:
                 raise Forbidden(f"the {who.role.value} role may not use this route")
 
+        required[check] = frozenset(roles)
         return [Depends(check)]
 
     # Viewers see lists, which carry no personal identifiers; cases, packets and flags do.
@@ -282,6 +379,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         if isinstance(exc, IllegalTransition):
             body |= {"status": exc.current, "allowed": exc.allowed}
         return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _safe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(_UnauthorizedError)
     async def unauthorized(request: Request, exc: _UnauthorizedError) -> JSONResponse:
@@ -305,22 +406,23 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             return JSONResponse({"detail": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/v1/cases", dependencies=listing, tags=["cases"])
+    @app.get("/v1/cases", dependencies=listing, tags=["cases"], responses=_answers(400, 401))
     async def list_cases(
         s: Db,
         status: CaseStatus | None = None,
         destination: DestinationKind | None = None,
         priority: Priority | None = None,
-        force: str | None = None,
+        force: Label | None = None,
         criterion: Criterion | None = None,
-        since: AwareDatetime | None = None,
+        since: Instant | None = None,
         overdue: bool = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
     ) -> CasePage:
         """Cases, oldest first, with cursor pagination; with `overdue=true`, only the cases past
-        the deadline of the stage they wait in, the most overdue first."""
-        after = _decode_cursor(cursor) if cursor else None
+        the deadline of the stage they wait in, the most overdue first. A cursor is opaque and
+        signed: one this API did not issue answers 400."""
+        after = cursors.decode(cursor, by_due=overdue) if cursor else None
         rows = await queries.list_cases(
             session=s,
             status=status,
@@ -337,10 +439,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         rows = rows[:limit]
         return CasePage(
             items=[CaseSummary.model_validate(r) for r in rows],
-            next_cursor=_encode_cursor(rows[-1], by_due=overdue) if more and rows else None,
+            next_cursor=cursors.encode(rows[-1], by_due=overdue) if more and rows else None,
         )
 
-    @app.get("/v1/cases/{case_id}", dependencies=identifying, tags=["cases"])
+    @app.get(
+        "/v1/cases/{case_id}",
+        dependencies=identifying,
+        tags=["cases"],
+        responses=_answers(400, 401, 403, 404),
+    )
     async def get_case(case_id: UUID, s: Db) -> CaseDetail:
         """One case with its flags and packet versions."""
         case = await queries.get_case(session=s, case_id=case_id)
@@ -367,7 +474,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         "/v1/cases/{case_id}/transitions",
         dependencies=identifying,
         tags=["cases"],
-        responses={400: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}},
+        responses=_answers(400, 401, 403, 404, 409, 413),
     )
     async def transition(
         case_id: UUID,
@@ -416,7 +523,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             close_note=b.close_note,
         )
 
-    @app.get("/v1/breakers", dependencies=admin, tags=["breakers"])
+    @app.get(
+        "/v1/breakers", dependencies=admin, tags=["breakers"], responses=_answers(400, 401, 403)
+    )
     async def list_breakers(s: Db) -> list[BreakerView]:
         """The latest flood breakers, open and closed (admin)."""
         return [_breaker(b) for b in await breakers.listed(s)]
@@ -425,11 +534,11 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         "/v1/breakers/{system}/{version}/close",
         dependencies=admin,
         tags=["breakers"],
-        responses={404: {"model": Problem}},
+        responses=_answers(400, 401, 403, 404, 413),
     )
     async def close_breaker(
-        system: Annotated[str, Path(max_length=64)],
-        version: Annotated[str, Path(max_length=64)],
+        system: Annotated[Text64, Path()],
+        version: Annotated[Text64, Path()],
         request: BreakerClose,
         who: Annotated[Caller, Depends(caller)],
         s: Db,
@@ -454,7 +563,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         "/v1/cases/{case_id}/packets/{version}",
         dependencies=identifying,
         tags=["cases"],
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **_answers(400, 401, 403, 404)},
     )
     async def get_packet(
         case_id: UUID,
@@ -464,7 +573,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     ) -> Any:
         """One version of the case's packet, as JSON, or with `format=text` as plain text to read
         down the phone or paste into a web form."""
-        if not 1 <= version <= 2**31 - 1:
+        if not 1 <= version <= INT32_MAX:  # past what the database holds: no such version
             raise NotFound(f"no packet version {version} for case {case_id}")
         async with s.begin():  # a version read for the first time is built and kept
             packet = await store.packet(
@@ -476,7 +585,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             return PlainTextResponse(render_text(_packet.validate_python(packet.body)))
         return packet.body
 
-    @app.get("/v1/flags/{flag_id}", dependencies=identifying, tags=["flags"])
+    @app.get(
+        "/v1/flags/{flag_id}",
+        dependencies=identifying,
+        tags=["flags"],
+        responses=_answers(400, 401, 403, 404),
+    )
     async def get_flag(flag_id: UUID, s: Db) -> FlagView:
         """The router's decision for a flag, no-report ones included, and the cases it joined."""
         decision = await queries.get_decision(session=s, flag_id=flag_id)
@@ -488,8 +602,183 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             case_ids=await queries.cases_for_flag(session=s, flag_id=flag_id),
         )
 
+    app.add_middleware(_Guard, keys=keys, routes=lambda: app.router.routes, roles=required)
     return app
+
+
+_WHY = {
+    400: "The request is malformed: a forged cursor, an over-long query string, a missing field",
+    401: "No valid API key: `Authorization: Bearer <key>`",
+    403: "The key's role may not use this route",
+    404: "No such case, packet version, flag or breaker",
+    409: "The move is illegal from the case's state, or the case changed since it was read",
+    413: f"The body is larger than {MAX_BODY_BYTES} bytes",
+}
+
+
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route can give, for the OpenAPI."""
+    return {status: {"model": Problem, "description": _WHY[status]} for status in statuses}
 
 
 class _UnauthorizedError(Exception):
     """No valid API key; answered 401 by its handler."""
+
+
+_AUTH_SCHEME = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/=-]{1,256})")
+_UNAUTHORIZED = {"detail": "a valid API key is required: Authorization: Bearer <key>"}
+
+
+class _Guard:
+    """Every `/v1` request: key and role checked, then the query string and body bounded,
+    before any of the body is read; and no unhandled error reaches the server's log.
+
+    A pure ASGI middleware, so a request refused here costs nothing: a 50 MB body without a
+    key is answered 401 unread. The role a route needs is read from its `allow()` dependency,
+    so the route declares it once. Unhandled errors are logged by type and request id only:
+    a database driver's message quotes the values it was given.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: dict[str, Role],
+        routes: Callable[[], Sequence[Any]],
+        roles: dict[Callable[..., Any], frozenset[Role]],
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.routes = routes
+        self.roles = roles
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid4().hex
+        scope["csae.request_id"] = request_id
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            if scope["path"].startswith("/v1/"):
+                refusal, receive = await self._admit(scope, receive)
+                if refusal is not None:
+                    await refusal(scope, receive, tracked)
+                    return
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # the edge: no traceback, whose frames hold request values
+            log.error(  # no exc_info on purpose: the type and the id, never the values
+                "request failed", extra={"error": type(exc).__name__, "request_id": request_id}
+            )
+            if not started:
+                body = {"detail": "internal error", "request_id": request_id}
+                await JSONResponse(body, status_code=500)(scope, receive, tracked)
+
+    async def _admit(self, scope: Scope, receive: Receive) -> tuple[ASGIApp | None, Receive]:
+        """None and the body's reader when the request may go on; else the answer."""
+        who = self._caller(scope)
+        if who is None:
+            return JSONResponse(
+                _UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            ), receive
+        scope["csae.caller"] = who
+        needed = self._needed(scope)
+        if needed is not None and who.role not in needed:
+            return _problem(403, f"the {who.role.value} role may not use this route"), receive
+        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            return _problem(
+                400, f"the query string is longer than {MAX_QUERY_BYTES} bytes"
+            ), receive
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None, receive
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None:
+            if not length.isdigit():
+                return _problem(400, "the Content-Length header is not a number"), receive
+            if int(length) > MAX_BODY_BYTES:
+                return _too_large(), receive
+            return None, receive
+        # No length given (chunked): read at most the cap, then hand the body on.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, receive
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return _too_large(), receive
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return None, replay
+
+    def _caller(self, scope: Scope) -> Caller | None:
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        matched = _AUTH_SCHEME.fullmatch(header) if header is not None else None
+        if matched is None:
+            return None
+        hashed = key_hash(matched.group(1).decode())
+        role = self.keys.get(hashed)
+        return None if role is None else Caller(role, hashed[:12])
+
+    def _needed(self, scope: Scope) -> frozenset[Role] | None:
+        """The roles the matching route allows; empty (deny) for a route that names none."""
+        for route in self.routes():
+            if not isinstance(route, APIRoute):
+                continue
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                for dependency in route.dependencies:
+                    if dependency.dependency in self.roles:
+                        return self.roles[dependency.dependency]
+                return frozenset()
+        return None  # no such route: the router answers 404 or 405
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _too_large() -> JSONResponse:
+    return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+
+
+_QUOTING = {"uuid_parsing": "Input should be a valid UUID", "json_invalid": "JSON decode error"}
+"""Pydantic messages that quote part of the input, and what to say instead."""
+
+
+def _safe_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as location, type and message: never the input, nor a message or a
+    location (an unknown field's name) that quotes it."""
+    safe = []
+    for error in errors:
+        kind = str(error.get("type", "value_error"))
+        loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
+        if kind == "extra_forbidden" and loc:
+            loc = loc[:-1]  # the unknown field's name is the caller's text
+        msg = _QUOTING.get(kind, str(error.get("msg", "invalid value")))
+        given = error.get("input")
+        if isinstance(given, str) and len(given) >= 3 and given in msg:
+            msg = "invalid value"
+        safe.append({"loc": loc, "type": kind, "msg": msg})
+    return safe
