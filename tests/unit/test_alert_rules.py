@@ -70,3 +70,20 @@ def test_every_sla_metric_has_an_alert() -> None:
         "csae_consumer_lag",
     ):
         assert needed in used, needed
+
+
+RUNBOOKS = Path(__file__).parents[2] / "docs" / "runbooks"
+
+
+@pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule["alert"])
+def test_each_alert_links_its_runbook(rule: dict[str, Any]) -> None:
+    """The on-call engineer woken by an alert opens its runbook from the alert itself."""
+    url = rule["annotations"].get("runbook_url")
+    assert url == f"docs/runbooks/{rule['alert']}.md", f"{rule['alert']}: runbook_url {url!r}"
+    assert (RULES.parents[2] / url).is_file(), f"{rule['alert']}: no runbook at {url}"
+
+
+def test_every_runbook_is_linked_by_an_alert() -> None:
+    linked = {rule["annotations"].get("runbook_url") for rule in _rules()}
+    for runbook in sorted(RUNBOOKS.glob("*.md")):
+        assert f"docs/runbooks/{runbook.name}" in linked, f"{runbook.name}: no alert links it"
