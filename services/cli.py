@@ -5,7 +5,9 @@ import asyncio
 import gc
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -223,6 +225,58 @@ def _breaker_close(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral import retention
+    from services.referral.database import new_engine, new_sessionmaker
+
+    async def once() -> list[retention.Done] | None:
+        engine = new_engine(settings.database_url)
+        try:
+            async with new_sessionmaker(engine)() as session, session.begin() as transaction:
+                done = await retention.run(
+                    session=session,
+                    now=datetime.now(UTC),
+                    periods=retention.Periods(*settings.retention()),
+                )
+                if args.dry_run:
+                    await transaction.rollback()
+                return done
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(once())
+    if done is None:
+        print("another retention run holds the lock; try again later", file=sys.stderr)
+        return 1
+    verb = "would delete or redact" if args.dry_run else "deleted or redacted"
+    for d in done:
+        print(f"{d.kind:<10} before {d.cutoff.isoformat()}: {verb} {d.rows}")
+    return 0
+
+
+def _case_hold(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral import retention
+    from services.referral.database import new_engine, new_sessionmaker
+
+    async def once() -> bool:
+        engine = new_engine(settings.database_url)
+        try:
+            async with new_sessionmaker(engine)() as session, session.begin():
+                note = None if args.release else args.note
+                return await retention.hold(session=session, case_id=args.case_id, note=note)
+        finally:
+            await engine.dispose()
+
+    if not args.release and not args.note:
+        print("a legal hold needs --note (why, and on whose authority)", file=sys.stderr)
+        return 2
+    if not asyncio.run(once()):
+        print(f"no case {args.case_id}", file=sys.stderr)
+        return 1
+    print(f"case {args.case_id}: {'released' if args.release else 'on legal hold'}")
+    return 0
+
+
 def _parked_replay(settings: Settings, args: argparse.Namespace) -> int:
     from services.referral.parked import replay
 
@@ -331,6 +385,20 @@ def parser() -> argparse.ArgumentParser:
     close.add_argument("--by", required=True, help="who closes it (kept with the breaker)")
     close.add_argument("--note", required=True, help="why (kept with the breaker)")
     close.set_defaults(handler=_breaker_close)
+
+    keep = sub.add_parser("retention", help="delete and redact what is past its period")
+    keepsub = keep.add_subparsers(dest="action", required=True)
+    once = keepsub.add_parser("run", help="once, now (the worker also runs it every hour)")
+    once.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    once.set_defaults(handler=_retention_run)
+
+    cases = sub.add_parser("cases", help="a case's legal hold")
+    casesub = cases.add_subparsers(dest="action", required=True)
+    hold = casesub.add_parser("hold", help="stop retention for a case (or --release it)")
+    hold.add_argument("case_id", type=UUID)
+    hold.add_argument("--note", help="why, and on whose authority (kept with the case)")
+    hold.add_argument("--release", action="store_true", help="release the hold")
+    hold.set_defaults(handler=_case_hold)
 
     demo = sub.add_parser("demo", help="publish the sample flags and show the cases they make")
     demo.add_argument("file", type=Path)

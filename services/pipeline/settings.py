@@ -100,7 +100,26 @@ class Settings(BaseSettings):
     breaker_cool_down_seconds: float | None = Field(default=None, gt=0)
     """Unset: only a person closes a breaker (`csae breaker close`, or the admin API)."""
 
+    retention_enabled: bool = True
+    """The worker deletes and redacts what is past its period (see
+    `services/referral/retention.py`), once every `retention_interval_seconds`."""
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_no_report_days: float = Field(default=90, gt=0)
+    retention_dismissed_days: float = Field(default=365, gt=0)
+    retention_closed_days: float = Field(default=365, gt=0)
+    retention_reference_days: float = Field(default=5 * 365, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def retention(self) -> tuple[timedelta, timedelta, timedelta, timedelta]:
+        """The retention periods: no-report decisions, dismissed reviews, closed cases'
+        content, and their references."""
+        return (
+            timedelta(days=self.retention_no_report_days),
+            timedelta(days=self.retention_dismissed_days),
+            timedelta(days=self.retention_closed_days),
+            timedelta(days=self.retention_reference_days),
+        )
 
     def breaker(self) -> BreakerSettings | None:
         """The flood breaker's thresholds; None when it is turned off."""

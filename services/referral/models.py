@@ -146,6 +146,11 @@ class Case(Base):
     """How many flags the case holds (an escalation's task is not one more flag)."""
     policy_version: Mapped[str | None] = mapped_column(String(64))
     """The policy version the case was opened under: it is escalated by that policy only."""
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """On hold, retention deletes and redacts nothing of the case (`csae cases hold`)."""
+    legal_hold_note: Mapped[str | None] = mapped_column(String(1000))
+    redacted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    """When retention removed the reported account and the notes (a closed case's content)."""
     fired_rules: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
@@ -274,3 +279,14 @@ class Breaker(Base):
     close_note: Mapped[str | None] = mapped_column(String(1024))
     accepted_flags: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Flags in the window when a person closed it: accepted as usual for the baseline period."""
+
+
+class RetentionRun(Base):
+    __tablename__ = "retention_runs"
+    __table_args__ = {"comment": "What each retention run deleted or redacted, by kind."}
+
+    run_id: Mapped[UUID] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    kind: Mapped[str] = mapped_column(String(32))
+    cutoff: Mapped[datetime] = mapped_column(Timestamp)
+    rows: Mapped[int] = mapped_column(Integer)

@@ -28,7 +28,7 @@ from services.pipeline.kafka import (
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations, startup_checks
-from services.referral import breakers, store, sweep
+from services.referral import breakers, retention, store, sweep
 from services.referral.database import new_engine, new_sessionmaker, transient_database_error
 from services.referral.escalation import Escalator
 from services.referral.models import ParkedMessage
@@ -219,6 +219,30 @@ class SlaSweeper:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
+async def keep_retention(
+    sessions: async_sessionmaker[AsyncSession],
+    periods: retention.Periods,
+    interval: float,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utc_now,
+) -> None:
+    """Delete and redact what is past its period every `interval` seconds (one worker at a
+    time); a failure waits for the next round."""
+    while not stop.is_set():
+        try:
+            async with sessions() as session, session.begin():
+                done = await retention.run(session=session, now=clock(), periods=periods)
+            if done:
+                log.info(
+                    "retention run",
+                    extra={d.kind: d.rows for d in done},
+                )
+        except Exception as exc:  # the job must outlive any failure; the next round retries
+            log.warning("retention run failed", extra={"error": type(exc).__name__})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the referral worker until SIGTERM/SIGINT (or `stop`)."""
     stop = stop or asyncio.Event()
@@ -241,6 +265,18 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.sla_sweep_seconds, stop
         )
     )
+    keeper = (
+        asyncio.create_task(
+            keep_retention(
+                sessions,
+                retention.Periods(*settings.retention()),
+                settings.retention_interval_seconds,
+                stop,
+            )
+        )
+        if settings.retention_enabled
+        else None
+    )
     try:
         await run_consumer_service(
             settings,
@@ -253,4 +289,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     finally:
         stop.set()
         await sweeper
+        if keeper is not None:
+            await keeper
         await engine.dispose()
