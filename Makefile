@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install up down run test test-unit lint format bench schemas alerts
+.PHONY: help install up down run test test-unit lint format bench schemas alerts observe
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,3 +68,9 @@ bench: install ## Run the benchmarks: the pure core, then the pipeline on Kafka 
 alerts: ## Check the Prometheus alert rules and their tests with promtool
 	deploy/prometheus/promtool.sh check rules deploy/prometheus/csae-alerts.yaml
 	cd deploy/prometheus && ./promtool.sh test rules csae-alerts.test.yaml
+
+observe: ## Run Prometheus beside `make run`: scrapes its local ports, evaluates the alert rules
+	@mkdir -p $(TOOLS)/prometheus-data
+	@echo "Prometheus on http://127.0.0.1:9090 (alerts at /alerts); Ctrl-C stops it"
+	deploy/prometheus/prometheus.sh --config.file=deploy/prometheus/prometheus.yml \
+		--storage.tsdb.path=$(TOOLS)/prometheus-data --web.listen-address=127.0.0.1:9090

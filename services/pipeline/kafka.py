@@ -42,7 +42,7 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from services.pipeline.metrics import Metrics
+from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -556,6 +556,7 @@ async def run_consumer_service(
                 stop=stop,
             )
         )
+        loop_lag = asyncio.create_task(watch_event_loop(metrics, stop))
         try:
             log.info("consuming", extra={"group": group, "topics": ",".join(topics)})
             await consume_in_batches(
@@ -570,6 +571,7 @@ async def run_consumer_service(
         finally:
             stop.set()
             await lag
+            await loop_lag
             await admin.close()
             await consumer.stop()
     finally:

@@ -4,8 +4,11 @@ Labels are bounded enums (outcome, criterion, priority, destination kind, stage,
 never an identifier.
 """
 
+import asyncio
+import contextlib
 import logging
 import threading
+import time
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -32,6 +35,10 @@ _STAGE_BUCKETS = (
     259200,
     604800,
 )
+
+
+# HTTP requests of the case API: a lookup takes milliseconds, a slow database seconds.
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -142,11 +149,52 @@ class Metrics:
             ["rule", "priority"],
             registry=registry,
         )
+        self.http_requests = Counter(
+            "csae_http_requests",
+            "HTTP requests answered by the case API, by route template (never the raw path), "
+            "method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.http_request_seconds = Histogram(
+            "csae_http_request_seconds",
+            "Time to answer an HTTP request of the case API, by route template and method.",
+            ["route", "method"],
+            buckets=_HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.db_pool_in_use = Gauge(
+            "csae_db_pool_in_use_connections",
+            "Database connections checked out of the process's pool (read when scraped).",
+            registry=registry,
+        )
+        self.db_pool_size = Gauge(
+            "csae_db_pool_size_connections",
+            "Connections the process's database pool keeps open at most before overflowing.",
+            registry=registry,
+        )
+        self.event_loop_lag = Gauge(
+            "csae_event_loop_lag_seconds",
+            "How late the process's asyncio event loop last ran a timer: near 0 when healthy; "
+            "high while something blocks the loop (CPU-bound work, a synchronous call).",
+            registry=registry,
+        )
         # Exported at 0 from the start, so `increase()` sees a first breach (a series that
         # appears with its first event shows no increase).
         for priority in ("P0", "P1", "P2", "P3"):
             for stage in ("review", "ready", "submitted"):
                 self.sla_breaches.labels(priority, stage)
+
+
+async def watch_event_loop(metrics: Metrics, stop: asyncio.Event, interval: float = 1.0) -> None:
+    """Until `stop` is set, sleep `interval` and set `csae_event_loop_lag_seconds` to how much
+    later than asked the loop woke up."""
+    while not stop.is_set():
+        asked = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if not stop.is_set():
+            metrics.event_loop_lag.set(max(time.monotonic() - asked - interval, 0.0))
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

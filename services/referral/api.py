@@ -1,5 +1,6 @@
 """The referral API: case lookups over PostgreSQL, behind bearer keys."""
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -7,6 +8,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
 from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.breaker import BreakerSettings
 from services.domain.forces import uk_forces
-from services.pipeline.metrics import Metrics
+from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations
 from services.referral import breakers, queries, store
@@ -326,9 +328,16 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = new_engine(settings.database_url)
         app.state.sessions = new_sessionmaker(engine)
+        pool = engine.pool
+        metrics.db_pool_in_use.set_function(lambda: float(getattr(pool, "checkedout", int)()))
+        metrics.db_pool_size.set_function(lambda: float(getattr(pool, "size", int)()))
+        stop = asyncio.Event()
+        loop_lag = asyncio.create_task(watch_event_loop(metrics, stop))
         try:
             yield
         finally:
+            stop.set()
+            await loop_lag
             await engine.dispose()
 
     app = FastAPI(
@@ -603,6 +612,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         )
 
     app.add_middleware(_Guard, keys=keys, routes=lambda: app.router.routes, roles=required)
+    # Outermost, so refusals by the guard (401, 413) are counted too.
+    app.add_middleware(_HttpMetrics, metrics=metrics, routes=lambda: app.router.routes)
     return app
 
 
@@ -753,6 +764,51 @@ class _Guard:
                         return self.roles[dependency.dependency]
                 return frozenset()
         return None  # no such route: the router answers 404 or 405
+
+
+class _HttpMetrics:
+    """Counts and times every HTTP request by route template (`/v1/cases/{case_id}`, never the
+    raw path, which holds identifiers), method and status; unmatched paths are `unmatched`."""
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, routes: Callable[[], Sequence[Any]]
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self._template(scope)
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            self.metrics.http_requests.labels(route, method, str(status)).inc()
+            self.metrics.http_request_seconds.labels(route, method).observe(
+                time.perf_counter() - started
+            )
+
+    def _template(self, scope: Scope) -> str:
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return str(getattr(route, "path", "unmatched")) or "/"
+        return "unmatched"
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
