@@ -1,0 +1,308 @@
+"""The container image, compose stack and Kubernetes manifests, checked offline.
+
+No Docker engine or cluster here: the Dockerfile is linted with hadolint and its stages read;
+compose is validated against the Compose Specification's JSON Schema (vendored by
+check-jsonschema); every Kubernetes manifest against the pinned Kubernetes version's schemas
+(kubernetes-validate, strict). CRDs (KEDA, Prometheus Operator) and kustomize files have no
+schema there and are checked by explicit assertions instead.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from services.pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.37.0"
+# Kinds kubernetes-validate has no schema for, and why they are still fine to skip there.
+CRD_KINDS = {
+    "ScaledObject": "KEDA CRD: checked by test_keda_scales_on_lag_within_partitions",
+    "TriggerAuthentication": "KEDA CRD: checked by test_keda_scales_on_lag_within_partitions",
+    "ServiceMonitor": "Prometheus Operator CRD: checked by test_service_monitor_scrapes_all",
+    "Kustomization": "kustomize's own file: checked by rendering it with kubectl kustomize",
+}
+NON_ROOT_UID = 10001
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _manifests() -> list[Path]:
+    # JSON 6902 patches are lists of operations, not resources.
+    return sorted(p for p in K8S.rglob("*.yaml") if all(isinstance(d, dict) for d in _documents(p)))
+
+
+def _all_resources() -> list[dict[str, Any]]:
+    return [d for path in _manifests() for d in _documents(path)]
+
+
+def _stages() -> dict[str, list[str]]:
+    """The Dockerfile's instructions by stage name, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
+        if match:
+            current = match.group(1)
+            stages[current] = []
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+def _csae_commands_work(args: list[str]) -> None:
+    done = subprocess.run(
+        [str(BIN / "csae"), *args, "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, (args, done.stderr)
+
+
+# --- the image ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run(
+        [str(BIN / "hadolint"), "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_in_a_clean_one() -> None:
+    stages = _stages()
+    assert list(stages) == ["uv", "builder", "runtime"]
+    builder = " ".join(stages["builder"])
+    assert "uv sync --frozen --no-dev --no-install-project" in builder
+    assert "uv sync --frozen --no-dev --no-editable" in builder
+    assert "UV_COMPILE_BYTECODE=1" in builder
+    runtime = stages["runtime"]
+    joined = " ".join(runtime)
+    # No compiler, package install or uv in the final stage: only the built venv is copied.
+    for banned in ("apt-get", "gcc", "build-essential", "pip install", "uv sync", "/uv "):
+        assert banned not in joined, banned
+    assert "COPY --from=builder /opt/csae /opt/csae" in runtime
+    assert "PYTHONDONTWRITEBYTECODE=1" in joined
+    users = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    assert users == [f"{NON_ROOT_UID}:{NON_ROOT_UID}"], "a numeric non-root user, last"
+    assert runtime[-2:] == ['ENTRYPOINT ["csae"]', 'CMD ["--help"]']
+
+
+def test_dockerfile_uses_the_makefiles_uv() -> None:
+    wanted = re.search(r"^UV_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert wanted is not None
+    assert f"ghcr.io/astral-sh/uv:{wanted.group(1)} AS uv" in DOCKERFILE.read_text()
+
+
+def test_dockerignore_lets_in_only_the_sources() -> None:
+    lines = [
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    assert {"!pyproject.toml", "!uv.lock", "!README.md", "!schemas/", "!services/"} <= set(lines)
+
+
+# --- compose -----------------------------------------------------------------------------------
+
+
+def _compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    done = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_schema_check_refuses_a_typo(tmp_path: Path) -> None:
+    broken = _compose()
+    broken["services"]["router"]["helthcheck"] = {}
+    path = tmp_path / "compose.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    done = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode != 0
+
+
+def test_compose_runs_the_pipeline_locked_down() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    csae = {name: s for name, s in services.items() if s.get("image") == "csae-referrals:local"}
+    assert set(csae) == {"migrate", "topics", "router", "worker", "api"}
+    for name, service in csae.items():
+        assert service["read_only"] is True, name
+        assert service["user"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}", name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "csae_database_url" in service["secrets"], name
+        env = service["environment"]
+        assert not any("PASSWORD" in key or key == "CSAE_DATABASE_URL" for key in env), name
+        _csae_commands_work(service["command"])
+    for name in ("router", "worker", "api", "kafka", "postgres", "prometheus", "grafana"):
+        assert "healthcheck" in services[name], name
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    for name in ("router", "worker"):
+        assert services[name]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"},
+            "topics": {"condition": "service_completed_successfully"},
+        }
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/"), "made by make-secrets.sh, git-ignored"
+    assert (COMPOSE.parent / ".gitignore").read_text().count("secrets/") == 1
+    for volume in services["prometheus"]["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (COMPOSE.parent / source).exists(), source
+
+
+# --- Kubernetes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _manifests(), ids=lambda p: str(p.relative_to(K8S)))
+def test_manifest_matches_the_pinned_kubernetes_schemas(path: Path) -> None:
+    for resource in _documents(path):
+        if resource["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+def _workloads() -> dict[str, dict[str, Any]]:
+    return {
+        r["metadata"]["name"]: r for r in _all_resources() if r["kind"] in {"Deployment", "Job"}
+    }
+
+
+def test_every_pod_runs_restricted() -> None:
+    workloads = _workloads()
+    assert set(workloads) == {"csae-router", "csae-worker", "csae-api", "csae-db-upgrade"}
+    for name, workload in workloads.items():
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == NON_ROOT_UID, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"], name
+            assert container["resources"]["limits"]["memory"], name
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert "/tmp" in mounts, name  # noqa: S108 (the writable emptyDir)
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert "secretKeyRef" in env["CSAE_DATABASE_URL"]["valueFrom"], name
+            _csae_commands_work(container["args"])
+
+
+def test_long_running_pods_have_probes_that_mean_something() -> None:
+    workloads = _workloads()
+    api = workloads["csae-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in api["env"]}
+    assert "secretKeyRef" in env["CSAE_API_CURSOR_SECRET"]["valueFrom"], "shared by replicas"
+    for name in ("csae-router", "csae-worker"):
+        container = workloads[name]["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, name
+
+
+def test_every_deployment_has_a_disruption_budget() -> None:
+    resources = _all_resources()
+    budgets = {
+        r["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for r in resources
+        if r["kind"] == "PodDisruptionBudget"
+    }
+    deployments = {r["metadata"]["name"] for r in resources if r["kind"] == "Deployment"}
+    assert deployments == budgets
+
+
+def test_keda_scales_on_lag_within_partitions() -> None:
+    partitions = Settings().kafka_topic_partitions
+    settings = Settings()
+    scaled = {r["metadata"]["name"]: r for r in _all_resources() if r["kind"] == "ScaledObject"}
+    wanted = {
+        "csae-router": (settings.router_group, settings.topic_flags),
+        "csae-worker": (settings.referral_group, settings.topic_referrals),
+    }
+    assert set(scaled) == set(wanted)
+    for name, (group, topic) in wanted.items():
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name
+        assert 1 < spec["minReplicaCount"] <= spec["maxReplicaCount"] == partitions
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "kafka"
+        meta = trigger["metadata"]
+        assert (meta["consumerGroup"], meta["topic"]) == (group, topic)
+        assert meta["allowIdleConsumers"] == "false"
+        assert int(meta["lagThreshold"]) > 0
+    (auth,) = [r for r in _all_resources() if r["kind"] == "TriggerAuthentication"]
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {
+        "username",
+        "password",
+        "ca",
+    }
+
+
+def test_service_monitor_scrapes_all() -> None:
+    (monitor,) = [r for r in _all_resources() if r["kind"] == "ServiceMonitor"]
+    (selector,) = monitor["spec"]["selector"]["matchExpressions"]
+    assert set(selector["values"]) == {"csae-router", "csae-worker", "csae-api"}
+    ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+    services = [r for r in _all_resources() if r["kind"] == "Service"]
+    for service in services:
+        assert {p["name"] for p in service["spec"]["ports"]} <= ports
+
+
+def test_no_secret_is_committed() -> None:
+    assert not [r for r in _all_resources() if r["kind"] == "Secret"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_kustomize_renders_valid_manifests(overlay: str) -> None:
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / overlay)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+    assert len(rendered) >= 20
+    for resource in rendered:
+        assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "csae-referrals"
+        if resource["kind"] not in CRD_KINDS:
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        if resource["kind"] == "Deployment":
+            labels = resource["spec"]["template"]["metadata"]["labels"]
+            assert labels["app.kubernetes.io/part-of"] == "csae-referrals", "NetworkPolicies"
