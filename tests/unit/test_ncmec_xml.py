@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.flag import ModerationFlag
-from schemas.packets import PolicePacket
+from schemas.packets import PolicePacket, Supplement
 from schemas.referral import (
     Criterion,
     Destination,
@@ -103,11 +103,13 @@ def _task(flag: ModerationFlag, rule: FiredRule, destination: Destination = NCME
 def _flag(**fields: Any) -> ModerationFlag:
     at = DETECTED.isoformat()
     document = flag_document(
-        flag_id="00000000-0000-4000-8000-00000000f001",
-        detected_at=at,
-        published_at=at,
-        platform=US_PLATFORM,
-        **fields,
+        **{
+            "flag_id": "00000000-0000-4000-8000-00000000f001",
+            "detected_at": at,
+            "published_at": at,
+            "platform": US_PLATFORM,
+            **fields,
+        }
     )
     return ModerationFlag.model_validate(document)
 
@@ -343,3 +345,39 @@ def test_every_rendering_is_valid_against_the_schema(
     schema().validate(document.decode())
     report = _parse(document)
     assert report.findtext("personOrUserReported/espIdentifier") == packet.subject.account_id
+
+
+def test_a_supplement_names_the_earlier_report_and_is_not_escalated_again() -> None:
+    """A CyberTipline report id (a number) becomes `priorCTReports`; a P0 case whose new flags
+    add no P0 was escalated when it was first reported."""
+    tasks = p0_case()
+    later = _flag(
+        flag_id="00000000-0000-4000-8000-00000000f002",
+        signals=[{"category": "grooming", "label": "grooming_pattern", "confidence": 0.9}],
+        subject={"account_id": "acct-test-subject"},
+    )
+    tasks.append(_task(later, _rule(Priority.P2, Criterion.GROOMING)))
+    supplement = Supplement(
+        supplements_version=1,
+        external_reference="123456789",
+        submitted_at=DETECTED + timedelta(minutes=5),
+        new_flag_ids=[later.flag_id],
+    )
+    packet = build_packet(
+        case_id=CASE_ID,
+        version=2,
+        destination=NCMEC,
+        tasks=tasks,
+        reporter=REPORTER,
+        directory=uk_forces(),
+        now=DETECTED + timedelta(minutes=10),
+        supplement=supplement,
+    )
+    document = render(packet, service=SERVICE)
+    schema().validate(document.decode())
+    report = _parse(document)
+    assert report.findtext("personOrUserReported/priorCTReports") == "123456789"
+    assert report.find("incidentSummary/escalateToHighPriority") is None
+    assert "Supplementary to the referral sent as 123456789" in (
+        report.findtext("additionalInfo") or ""
+    )
