@@ -241,8 +241,9 @@ SERVICES = [
         "{{job}} {{instance}}",
     ),
     Panel(
-        "Event-loop lag",
-        "max by (job, instance) (csae_event_loop_lag_seconds)",
+        "Event-loop lag (p99)",
+        "histogram_quantile(0.99, sum by (le, job, instance)"
+        " (rate(csae_event_loop_lag_seconds_bucket[5m])))",
         "How late each process's event loop runs timers. Above ~0.1 s: something blocks it "
         "(CPU-bound work, a synchronous call); throughput and heartbeats suffer.",
         "{{job}} {{instance}}",

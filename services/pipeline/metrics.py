@@ -40,6 +40,9 @@ _STAGE_BUCKETS = (
 # HTTP requests of the case API: a lookup takes milliseconds, a slow database seconds.
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+# Event-loop lag: healthy is under a millisecond; a second means the process stalled.
+_LOOP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -173,10 +176,12 @@ class Metrics:
             "Connections the process's database pool keeps open at most before overflowing.",
             registry=registry,
         )
-        self.event_loop_lag = Gauge(
+        self.event_loop_lag = Histogram(
             "csae_event_loop_lag_seconds",
-            "How late the process's asyncio event loop last ran a timer: near 0 when healthy; "
-            "high while something blocks the loop (CPU-bound work, a synchronous call).",
+            "How late the process's asyncio event loop ran a timer, probed every second: near 0 "
+            "when healthy; high while something blocks the loop (CPU-bound work, a synchronous "
+            "call).",
+            buckets=_LOOP_BUCKETS,
             registry=registry,
         )
         # Exported at 0 from the start, so `increase()` sees a first breach (a series that
@@ -187,14 +192,14 @@ class Metrics:
 
 
 async def watch_event_loop(metrics: Metrics, stop: asyncio.Event, interval: float = 1.0) -> None:
-    """Until `stop` is set, sleep `interval` and set `csae_event_loop_lag_seconds` to how much
-    later than asked the loop woke up."""
+    """Until `stop` is set, sleep `interval` and observe in `csae_event_loop_lag_seconds` how
+    much later than asked the loop woke up."""
     while not stop.is_set():
         asked = time.monotonic()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if not stop.is_set():
-            metrics.event_loop_lag.set(max(time.monotonic() - asked - interval, 0.0))
+            metrics.event_loop_lag.observe(max(time.monotonic() - asked - interval, 0.0))
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:

@@ -3,6 +3,7 @@ it scrapes the router, worker and API that the pipeline test starts, the sample 
 every panel's query returns data (or the panel says why it may not) and every rule evaluates."""
 
 import asyncio
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -118,6 +119,14 @@ async def test_every_panel_has_data_and_every_rule_evaluates(
             await asyncio.sleep(1)
         missing = [title for title, p in empty.items() if not p.allow_empty]
         assert not missing, f"panels without data: {missing}"
+
+        up = await _query(client, prometheus, 'up{job=~"csae-.*"} == 1')
+        assert {r["metric"]["job"] for r in up} == {"csae-router", "csae-worker", "csae-api"}
+        # Route templates only: a raw path would put case and flag ids in a label.
+        routes = await _query(client, prometheus, "count by (route) (csae_http_requests_total)")
+        labels = {r["metric"]["route"] for r in routes}
+        assert "/v1/flags/{flag_id}" in labels, labels
+        assert all(not re.search(r"[0-9a-f]{8}-", label) for label in labels), labels
 
         unknown: list[str] = ["(not read yet)"]
         while unknown and time.monotonic() < deadline + 10:

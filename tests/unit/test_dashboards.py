@@ -1,16 +1,18 @@
 """The Grafana dashboards (deploy/grafana/): the committed JSON is what the generator makes, every
 panel explains itself, links real runbooks, and queries metrics the services export."""
 
+import asyncio
 import importlib.util
 import json
 import re
+import time
 from pathlib import Path
 from types import ModuleType
 
 import yaml
 from prometheus_client import CollectorRegistry
 
-from services.pipeline.metrics import Metrics
+from services.pipeline.metrics import Metrics, watch_event_loop
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -71,3 +73,17 @@ def test_dashboard_uids_and_titles_are_unique_and_provisioned_by_file() -> None:
         assert len(set(titles)) == len(titles), board["uid"]
     provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/csae.yaml").read_text())
     assert provider["providers"][0]["type"] == "file"
+
+
+async def test_the_event_loop_probe_reports_a_blocked_loop() -> None:
+    metrics = Metrics(CollectorRegistry())
+    stop = asyncio.Event()
+    probe = asyncio.create_task(watch_event_loop(metrics, stop, interval=0.01))
+    await asyncio.sleep(0.02)
+    time.sleep(0.2)  # noqa: ASYNC251 - blocking the loop on purpose
+    await asyncio.sleep(0.05)
+    stop.set()
+    await probe
+    late = metrics.registry.get_sample_value("csae_event_loop_lag_seconds_sum")
+    assert late is not None
+    assert late >= 0.15
