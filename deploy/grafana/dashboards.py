@@ -164,6 +164,19 @@ REFERRALS = [
         allow_empty="exported only for sources with a breaker; none opens in a short run",
     ),
     Panel(
+        "Referrals held or passed by a breaker (last hour)",
+        "label_replace(sum by (source) (increase(csae_breaker_held_total[1h])),"
+        ' "what", "held", "", "")'
+        " or label_replace(sum by (source) (increase(csae_breaker_passed_total[1h])),"
+        ' "what", "passed", "", "")',
+        "Referral tasks a source's open breaker held as reviews, and immediate-danger ones it "
+        "let through. Held referrals wait for a person: review them as soon as the breaker's "
+        "cause is known (runbook).",
+        "{{source}} {{what}}",
+        runbook="CsaeFloodBreakerOpen",
+        allow_empty="counted only when a breaker is open; the suite turns the breaker off",
+    ),
+    Panel(
         "Case escalations (last hour)",
         "sum by (rule, priority) (increase(csae_case_escalations_total[1h]))",
         "Tasks made because a policy escalation fired across a case's flags. A surge: check the "
