@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
@@ -45,7 +45,7 @@ from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations
-from services.referral import breakers, queries, store
+from services.referral import breakers, ncmec_xml, queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
@@ -572,16 +572,20 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         "/v1/cases/{case_id}/packets/{version}",
         dependencies=identifying,
         tags=["cases"],
-        responses={200: {"content": {"text/plain": {}}}, **_answers(400, 401, 403, 404)},
+        responses={
+            200: {"content": {"text/plain": {}, "application/xml": {}}},
+            **_answers(400, 401, 403, 404),
+        },
     )
     async def get_packet(
         case_id: UUID,
         version: int,
         s: Db,
-        rendering: Annotated[Literal["json", "text"], Query(alias="format")] = "json",
+        rendering: Annotated[Literal["json", "text", "ncmec-xml"], Query(alias="format")] = "json",
     ) -> Any:
         """One version of the case's packet, as JSON, or with `format=text` as plain text to read
-        down the phone or paste into a web form."""
+        down the phone or paste into a web form, or for a case to NCMEC with `format=ncmec-xml`
+        as a CyberTipline report (valid against NCMEC's schema; metadata only, no files)."""
         if not 1 <= version <= INT32_MAX:  # past what the database holds: no such version
             raise NotFound(f"no packet version {version} for case {case_id}")
         async with s.begin():  # a version read for the first time is built and kept
@@ -592,6 +596,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             raise NotFound(f"no packet version {version} for case {case_id}")
         if rendering == "text":
             return PlainTextResponse(render_text(_packet.validate_python(packet.body)))
+        if rendering == "ncmec-xml":
+            service = await queries.service_of(session=s, case_id=case_id)
+            report = ncmec_xml.render(_packet.validate_python(packet.body), service=service)
+            return Response(report, media_type="application/xml")
         return packet.body
 
     @app.get(

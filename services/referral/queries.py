@@ -7,7 +7,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.enums import CaseStatus
-from services.referral.models import Case, CaseTransition, DecisionRecord, Task
+from services.referral.models import Case, CaseTransition, DecisionRecord, Flag, Task
 
 
 async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
@@ -76,3 +76,16 @@ async def get_decision(*, session: AsyncSession, flag_id: UUID) -> DecisionRecor
 async def cases_for_flag(*, session: AsyncSession, flag_id: UUID) -> list[UUID]:
     rows = await session.scalars(select(Task.case_id).where(Task.flag_id == flag_id))
     return list(dict.fromkeys(rows.all()))
+
+
+async def service_of(*, session: AsyncSession, case_id: UUID) -> str | None:
+    """The platform service a case's flags came from (its first flag's), for reports that name
+    it; None when the case has no flag."""
+    service = await session.scalar(
+        select(Flag.body["platform"]["service"].astext)
+        .join(Task, Task.flag_id == Flag.flag_id)
+        .where(Task.case_id == case_id)
+        .order_by(Task.received_at)
+        .limit(1)
+    )
+    return str(service) if service is not None else None

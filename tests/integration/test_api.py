@@ -6,6 +6,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+import xmlschema
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.referral import store
@@ -13,7 +14,9 @@ from services.referral.api import create_app
 from services.referral.keys import Role, create_key
 from tests.factories import make_flag, signal
 from tests.infra import isolated_settings
-from tests.integration.test_cases_store import routed
+from tests.integration.test_cases_store import NOW, routed
+
+NCMEC_XSD = Path(__file__).parents[2] / "schemas" / "external" / "ncmec" / "cyber_tipline.xsd"
 
 
 @pytest.fixture
@@ -153,3 +156,38 @@ async def test_a_viewer_sees_lists_but_nothing_that_identifies_a_person(
         assert (await client.get("/v1/cases", headers=auth)).status_code == 200
         for path in [f"/v1/cases/{some}", f"/v1/cases/{some}/packets/1", f"/v1/flags/{some}"]:
             assert (await client.get(path, headers=auth)).status_code == 403, path
+
+
+async def test_a_case_to_ncmec_reads_as_a_cybertipline_report_valid_against_ncmecs_schema(
+    key_and_client: tuple[str, httpx.AsyncClient], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key, client = key_and_client
+    auth = {"Authorization": f"Bearer {key}"}
+    us = routed(
+        make_flag(
+            platform={"org_id": "org-us-api", "service": "video", "country": "US"},
+            subject={"account_id": f"acct-ncmec-{uuid4().hex[:6]}", "ips": ["192.0.2.44"]},
+            signals=[signal("coercion", 0.9, label="sextortion_threat")],
+        )
+    )
+    uk = routed(make_flag(signals=[signal("coercion", 0.9)]))
+    async with sessions() as session, session.begin():
+        (to_ncmec,) = await store.apply_tasks(session=session, tasks=list(us.tasks), now=NOW)
+        (to_police,) = await store.apply_tasks(session=session, tasks=list(uk.tasks), now=NOW)
+    assert to_ncmec.task.destination.key == "intl:US:ncmec_cybertipline"
+
+    path = f"/v1/cases/{to_ncmec.case_id}/packets/1"
+    report = await client.get(path, headers=auth, params={"format": "ncmec-xml"})
+    assert report.status_code == 200, report.text
+    assert report.headers["content-type"].startswith("application/xml")
+    xmlschema.XMLSchema(str(NCMEC_XSD)).validate(report.content)
+    assert b"<incidentType>Online Enticement of Children for Sexual Acts</incidentType>" in (
+        report.content
+    )
+    assert b"<sextortion" in report.content
+    assert b"video" in report.content, "the service the flags came from is named"
+
+    police = await client.get(
+        f"/v1/cases/{to_police.case_id}/packets/1", headers=auth, params={"format": "ncmec-xml"}
+    )
+    assert police.status_code == 400, "a case to a UK force is not an NCMEC report"
