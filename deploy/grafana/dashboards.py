@@ -212,6 +212,22 @@ CASES = [
         allow_empty="needs a review case in the run (the sample flow has one)",
     ),
     Panel(
+        "Review backlog, by priority",
+        "max by (priority) (csae_review_backlog_cases)",
+        "Cases waiting for a person's review now (read at every SLA sweep). Growing while "
+        "reviews are overdue: the review team needs more hands; P0 and P1 first.",
+        "{{priority}}",
+    ),
+    Panel(
+        "Oldest review waiting, by priority",
+        "max by (priority) (csae_review_oldest_seconds)",
+        "How long the oldest case waiting for review has waited. Near the review deadline (15 "
+        "min for P0, 4 h otherwise): open GET /v1/cases?status=review and take it now.",
+        "{{priority}}",
+        "s",
+        runbook="CsaeCasesOverdue",
+    ),
+    Panel(
         "Review backlog overdue, by priority",
         'max by (priority) (csae_cases_overdue{stage="review"})',
         "Cases waiting for review past their deadline. Above zero: reviewers must pick these "

@@ -166,6 +166,19 @@ class Metrics:
             buckets=_HTTP_BUCKETS,
             registry=registry,
         )
+        self.review_backlog = Gauge(
+            "csae_review_backlog_cases",
+            "Cases waiting for a person's review, by priority, at the last SLA sweep.",
+            ["priority"],
+            registry=registry,
+        )
+        self.review_oldest = Gauge(
+            "csae_review_oldest_seconds",
+            "How long the oldest case waiting for review has waited since it opened, by "
+            "priority, at the last SLA sweep (0 when none waits).",
+            ["priority"],
+            registry=registry,
+        )
         self.db_pool_in_use = Gauge(
             "csae_db_pool_in_use_connections",
             "Database connections checked out of the process's pool (read when scraped).",

@@ -6,14 +6,14 @@ follows the number of late open cases, not the size of the table. One sweeper at
 workers: the others skip the round.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.referral import Priority
-from services.referral.enums import Stage
+from services.referral.enums import CaseStatus, Stage
 from services.referral.models import Case
 
 SWEEP_LOCK = 0x63736165_0001
@@ -33,6 +33,9 @@ class Sweep:
 
     overdue: dict[tuple[Priority, Stage], int]
     breaches: list[tuple[Priority, Stage]]
+    reviews: dict[Priority, tuple[int, float]] = field(default_factory=dict)
+    """Cases waiting for a person's review, by priority: how many, and the oldest's age in
+    seconds since it opened (0 when none)."""
 
 
 async def sweep_sla(*, session: AsyncSession, now: datetime) -> Sweep | None:
@@ -61,4 +64,12 @@ async def sweep_sla(*, session: AsyncSession, now: datetime) -> Sweep | None:
         for waiting_priority, count in rows.all():
             if waiting_priority is not None:  # set with the stage's deadline, always
                 overdue[(Priority(waiting_priority), stage)] = count
-    return Sweep(overdue=overdue, breaches=breaches)
+    reviews = dict.fromkeys(Priority, (0, 0.0))
+    waiting = await session.execute(
+        select(Case.priority, func.count(), func.min(Case.created_at))
+        .where(Case.status == CaseStatus.REVIEW.value)
+        .group_by(Case.priority)
+    )
+    for waiting_priority, count, oldest in waiting.all():
+        reviews[Priority(waiting_priority)] = (count, max((now - oldest).total_seconds(), 0.0))
+    return Sweep(overdue=overdue, breaches=breaches, reviews=reviews)

@@ -195,9 +195,14 @@ class SlaSweeper:
             # Another worker is sweeping: its gauge is the truth, and with max() over workers
             # a stale count here must not keep an alert firing.
             self._metrics.cases_overdue.clear()
+            self._metrics.review_backlog.clear()
+            self._metrics.review_oldest.clear()
             return None
         for (priority, stage), count in found.overdue.items():
             self._metrics.cases_overdue.labels(priority.value, stage.value).set(count)
+        for priority, (waiting, oldest) in found.reviews.items():
+            self._metrics.review_backlog.labels(priority.value).set(waiting)
+            self._metrics.review_oldest.labels(priority.value).set(oldest)
         for priority, stage in found.breaches:
             self._metrics.sla_breaches.labels(priority.value, stage.value).inc()
         if found.breaches:
@@ -254,6 +259,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     organisations(settings)  # a malformed directory stops every process at start
     engine = new_engine(settings.database_url)
     sessions = new_sessionmaker(engine)
+    pool = engine.pool
+    metrics.db_pool_in_use.set_function(lambda: float(getattr(pool, "checkedout", int)()))
+    metrics.db_pool_size.set_function(lambda: float(getattr(pool, "size", int)()))
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return TaskRecorder(

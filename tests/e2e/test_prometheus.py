@@ -136,6 +136,14 @@ async def test_every_panel_has_data_and_every_rule_evaluates(
             assert not bad, f"rules that fail to evaluate: {bad}"
             unknown = [r["name"] for r in rules if r["health"] != "ok"]
             await asyncio.sleep(0.5)
-        assert len(rules) == 14
+        assert len(rules) == len(_alert_names())
         assert not unknown, f"rules never evaluated: {unknown}"
+        down = [r["state"] for r in rules if r["name"] == "CsaeProcessDown"]
+        assert down == ["inactive"], "every process is scraped under the job the alert expects"
     print("allowed empty:", {t: p.allow_empty for t, p in empty.items()})
+
+
+def _alert_names() -> list[str]:
+    rules = Path(__file__).parents[2] / "deploy" / "prometheus" / "csae-alerts.yaml"
+    document = yaml.safe_load(rules.read_text(encoding="utf-8"))
+    return [rule["alert"] for group in document["groups"] for rule in group["rules"]]

@@ -425,6 +425,11 @@ async def test_the_sweep_finds_overdue_cases_and_counts_each_breach_once(
     await sweeper.sweep_once()
     assert _sample(metrics, "csae_cases_overdue", rp, Stage.REVIEW) == 1
     assert _sample(metrics, "csae_sla_breaches_total", rp, Stage.REVIEW) == 1
+    # The review queue a person works from: one waiting, opened 4 h 59 min ago.
+    waiting = {"priority": rp}
+    assert metrics.registry.get_sample_value("csae_review_backlog_cases", waiting) == 1
+    oldest = metrics.registry.get_sample_value("csae_review_oldest_seconds", waiting)
+    assert oldest == (timedelta(hours=5) - timedelta(minutes=1)).total_seconds()
 
     clock.now = DETECTED_AT + timedelta(hours=25)  # past the 24 h P1 submission deadline
     for _ in range(3):
