@@ -5,7 +5,7 @@ import asyncio
 import gc
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -62,14 +62,92 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from services.referral.keys import Role, create_key
-
-    path = args.file or settings.api_keys_file
+def _keys_file(settings: Settings, args: argparse.Namespace) -> Path | None:
+    path: Path | None = args.file or settings.api_keys_file
     if path is None:
         print("csae: set CSAE_API_KEYS_FILE or pass --file", file=sys.stderr)
+    return path
+
+
+def _duration(text: str) -> timedelta:
+    """`90d`, `12h`, `30m`, `45s`, or an ISO 8601 duration such as `P90D`."""
+    import re
+
+    from pydantic import TypeAdapter
+
+    matched = re.fullmatch(r"(\d{1,6})([dhms])", text)
+    if matched is not None:
+        unit = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[matched.group(2)]
+        return timedelta(**{unit: int(matched.group(1))})
+    try:
+        return TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError("a duration such as 90d, 12h or P90D") from None
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 date (midnight UTC) or time (UTC when it names no timezone)."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("an ISO 8601 date or time, e.g. 2027-01-31") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _expiry(args: argparse.Namespace, now: datetime) -> datetime | None:
+    if args.expires_in is not None:
+        return now + args.expires_in  # type: ignore[no-any-return]
+    return args.expires  # type: ignore[no-any-return]
+
+
+def _shown(at: datetime | None) -> str:
+    return "-" if at is None else at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from services.referral.keys import read_keys
+
+    path = _keys_file(settings, args)
+    if path is None:
         return 2
-    print(create_key(path, Role(args.role)))
+    now = datetime.now(UTC)
+    print(
+        f"{'id':12}  {'role':12}  {'state':8}  {'created':25}  {'expires':25}  "
+        f"{'revoked':25}  holder"
+    )
+    for key in read_keys(path):
+        state = "valid" if key.valid_at(now) else "refused"
+        print(
+            f"{key.key_id:12}  {key.role.value:12}  {state:8}  {_shown(key.created):25}  "
+            f"{_shown(key.expires):25}  {_shown(key.revoked):25}  {key.holder or '-'}"
+        )
+    return 0
+
+
+def _keys_change(settings: Settings, args: argparse.Namespace) -> int:
+    """`keys create`, `revoke` and `rotate`: a new key is printed once, on stdout."""
+    from services.referral.keys import KeyFileError, Role, create_key, revoke_key, rotate_key
+
+    path = _keys_file(settings, args)
+    if path is None:
+        return 2
+    now = datetime.now(UTC)
+    try:
+        if args.action == "create":
+            expires = _expiry(args, now)
+            print(create_key(path, Role(args.role), holder=args.holder, expires=expires, now=now))
+            return 0
+        if args.action == "revoke":
+            ended = revoke_key(path, args.id, at=now)
+        else:
+            key, ended = rotate_key(
+                path, args.id, now=now, grace=args.grace, expires=_expiry(args, now)
+            )
+            print(key)
+    except KeyFileError as exc:
+        print(f"csae: {exc}", file=sys.stderr)
+        return 2
+    print(f"key {ended.key_id} refused from {_shown(ended.revoked)}", file=sys.stderr)
     return 0
 
 
@@ -326,10 +404,33 @@ def parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="API keys")
     ksub = keys.add_subparsers(dest="action", required=True)
-    create = ksub.add_parser("create", help="create a key; prints it once")
+    keys_file = argparse.ArgumentParser(add_help=False)
+    keys_file.add_argument("--file", type=Path, help="keys file (default CSAE_API_KEYS_FILE)")
+    expiry = argparse.ArgumentParser(add_help=False)
+    when = expiry.add_mutually_exclusive_group()
+    when.add_argument("--expires-in", type=_duration, help="e.g. 90d, 12h, P90D")
+    when.add_argument("--expires", type=_moment, help="ISO 8601 date or time (UTC if none)")
+    create = ksub.add_parser(
+        "create", parents=[keys_file, expiry], help="create a key; prints it once"
+    )
     create.add_argument("--role", required=True, choices=["viewer", "investigator", "admin"])
-    create.add_argument("--file", type=Path, help="keys file (default CSAE_API_KEYS_FILE)")
-    create.set_defaults(handler=_keys_create)
+    create.add_argument("--holder", help="who holds the key (a label shown by `keys list`)")
+    create.set_defaults(handler=_keys_change)
+    listed = ksub.add_parser("list", parents=[keys_file], help="the keys, by id (hash prefix)")
+    listed.set_defaults(handler=_keys_list)
+    revoke = ksub.add_parser("revoke", parents=[keys_file], help="refuse a key from now on")
+    revoke.add_argument("id", help="the key's id, as `keys list` shows it")
+    revoke.set_defaults(handler=_keys_change)
+    rotate = ksub.add_parser(
+        "rotate",
+        parents=[keys_file, expiry],
+        help="a new key for the same role and holder (printed once); the old one revoked",
+    )
+    rotate.add_argument("id", help="the old key's id, as `keys list` shows it")
+    rotate.add_argument(
+        "--grace", type=_duration, default=timedelta(0), help="keep the old key this long (0)"
+    )
+    rotate.set_defaults(handler=_keys_change)
 
     topics = sub.add_parser("topics", help="Kafka topics")
     tsub = topics.add_subparsers(dest="action", required=True)

@@ -56,7 +56,7 @@ from services.referral.exceptions import (
     NotFound,
     ReferralError,
 )
-from services.referral.keys import Role, key_hash, load_keys
+from services.referral.keys import Keyring, Role
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Breaker, Case
 from services.referral.packet_text import render_text
@@ -303,9 +303,9 @@ def _utc_now() -> datetime:
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> FastAPI:
     """The API application, bound to `settings` (read once, by the caller)."""
-    keys = load_keys(settings.api_keys_file)
-    if not keys:
-        log.warning("no API keys configured: every /v1 request will be refused")
+    keys = Keyring(settings.api_keys_file)  # re-read when the file changes: no restart
+    if not keys.keys:
+        log.warning("no API keys configured yet: /v1 requests are refused until some are")
     secret = settings.api_cursor_secret
     cursors = Cursors(
         secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32)
@@ -619,7 +619,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             case_ids=await queries.cases_for_flag(session=s, flag_id=flag_id),
         )
 
-    app.add_middleware(_Guard, keys=keys, routes=lambda: app.router.routes, roles=required)
+    app.add_middleware(
+        _Guard, keys=keys, routes=lambda: app.router.routes, roles=required, clock=clock
+    )
     # Outermost, so refusals by the guard (401, 413) are counted too.
     app.add_middleware(_HttpMetrics, metrics=metrics, routes=lambda: app.router.routes)
     return app
@@ -662,12 +664,14 @@ class _Guard:
         self,
         app: ASGIApp,
         *,
-        keys: dict[str, Role],
+        keys: Keyring,
         routes: Callable[[], Sequence[Any]],
         roles: dict[Callable[..., Any], frozenset[Role]],
+        clock: Callable[[], datetime],
     ) -> None:
         self.app = app
         self.keys = keys
+        self.clock = clock
         self.routes = routes
         self.roles = roles
 
@@ -756,9 +760,8 @@ class _Guard:
         matched = _AUTH_SCHEME.fullmatch(header) if header is not None else None
         if matched is None:
             return None
-        hashed = key_hash(matched.group(1).decode())
-        role = self.keys.get(hashed)
-        return None if role is None else Caller(role, hashed[:12])
+        found = self.keys.find(matched.group(1).decode(), self.clock())
+        return None if found is None else Caller(found.role, found.key_id)
 
     def _needed(self, scope: Scope) -> frozenset[Role] | None:
         """The roles the matching route allows; empty (deny) for a route that names none."""
