@@ -144,6 +144,9 @@ class TimelineEntry(Contract):
     completed by `flag_id`'s flag at `at`; `priority` is the escalation's."""
     escalated_from: list[UUID] = Field(default_factory=list, max_length=16)
     """With `escalation`: the flags whose rules it required, in the order they arrived."""
+    held: Literal["flood_breaker"] | None = None
+    """A referral held as a review because its source's flood breaker was open (not the
+    policy's review): a person decides it."""
 
 
 class SubjectIdentifiers(Contract):

@@ -158,6 +158,9 @@ class ReferralTask(Contract):
     that completed it, so the clocks start from that flag's detection."""
     escalated_from: list[UUID] = Field(default_factory=list, max_length=16)
     """With `escalation`: the flags whose rules it required, in the order they arrived."""
+    held: Literal["flood_breaker"] | None = None
+    """Set by the referral service on a referral it held as a review: its source's flood
+    breaker was open (the router never sets it)."""
     flag: ModerationFlag
 
     @model_validator(mode="after")

@@ -127,4 +127,4 @@ def held(
     if task.decision != "refer" or source_of(task) not in holding or goes_out_anyway(task):
         return task
     due = first_due_at(task.detected_at, task.priority, "review", deadlines)
-    return task.model_copy(update={"decision": "review", "due_at": due})
+    return task.model_copy(update={"decision": "review", "due_at": due, "held": "flood_breaker"})

@@ -129,15 +129,21 @@ def criterion(value: Criterion, found: Grounds | None = None, *, held: bool = Fa
 
 
 HELD = "held for a person's review by the policy"
+BREAKER_HELD = "held for a person's review: the flood breaker was open"
+HELD_BY_BREAKER = (
+    "held for a person's review: its source was sending far more flags than usual (the flood "
+    "breaker was open)"
+)
 
 
 def decision(entry: TimelineEntry) -> str:
     """Whether a flag was referred, or held for a person's review (and confirmed by one)."""
     if entry.decision == "refer":
         return "referred"
+    held = HELD_BY_BREAKER if entry.held == "flood_breaker" else HELD
     if entry.confirmed_at:
-        return f"{HELD}, confirmed by a person at {at(entry.confirmed_at)}"
-    return HELD
+        return f"{held}, confirmed by a person at {at(entry.confirmed_at)}"
+    return held
 
 
 def _review_note(value: Criterion, timeline: Sequence[TimelineEntry]) -> str | None:
@@ -149,6 +155,8 @@ def _review_note(value: Criterion, timeline: Sequence[TimelineEntry]) -> str | N
     confirmed = [entry.confirmed_at for entry in carrying if entry.confirmed_at]
     if len(confirmed) == len(carrying):
         return f"held for review by the policy, confirmed by a person at {at(max(confirmed))}"
+    if all(entry.held == "flood_breaker" for entry in carrying):
+        return BREAKER_HELD  # short: it is part of the summary, which packets bound
     return HELD
 
 

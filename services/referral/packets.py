@@ -428,6 +428,7 @@ def _timeline(tasks: Sequence[ReferralTask], reviewed_at: datetime | None) -> li
             ),
             escalation=t.escalation,
             escalated_from=t.escalated_from,
+            held=t.held,
         )
         for t in sorted(
             tasks,

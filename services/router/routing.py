@@ -182,6 +182,7 @@ def route(
                 "due_at": first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
                 "escalation": None,
                 "escalated_from": [],
+                "held": None,
                 "flag": flag,
             },
         )

@@ -2,6 +2,7 @@
 says it would have opened."""
 
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 from schemas.referral import Priority
 from services.domain.breaker import (
@@ -15,6 +16,8 @@ from services.domain.breaker import (
 from services.domain.deadlines import DEFAULT_DEADLINES
 from services.domain.forces import uk_forces
 from services.domain.policy import default_policy
+from services.referral.packet_text import render_text
+from services.referral.packets import Reporter, build_packet
 from services.router.routing import route
 from tests.factories import make_flag, signal
 
@@ -83,3 +86,21 @@ def test_replay_says_where_a_misfiring_version_would_have_opened() -> None:
 def test_a_rate_a_person_accepted_opens_it_only_at_ten_times_more() -> None:
     assert trips(600, 0, SETTINGS, accepted=60) is None
     assert trips(601, 0, SETTINGS, accepted=60) is not None
+
+
+def test_a_held_referral_reads_as_held_by_the_breaker_not_by_the_policy() -> None:
+    (referral,) = _tasks(signals=[signal("grooming", 0.95)])
+    source = (referral.flag.source.system, referral.flag.source.version)
+    review = held(referral, frozenset({source}), DEFAULT_DEADLINES)
+    packet = build_packet(
+        case_id=uuid4(),
+        version=1,
+        destination=review.destination,
+        tasks=[review],
+        reporter=Reporter("Test Platform Ltd", "DSL, 020 0000 0000"),
+        directory=uk_forces(),
+        now=T0,
+    )
+    text = render_text(packet)
+    assert "the flood breaker was open" in text
+    assert "held for a person's review by the policy" not in text
