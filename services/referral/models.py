@@ -290,3 +290,33 @@ class RetentionRun(Base):
     kind: Mapped[str] = mapped_column(String(32))
     cutoff: Mapped[datetime] = mapped_column(Timestamp)
     rows: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = {
+        "comment": "Every read and write of case data, hash-chained with its predecessor. "
+        "Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); never packet contents."
+    }
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """1, 2, 3... with no gap: assigned under the audit lock, so a gap means a removal."""
+    at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    """`<role>:<key id>`, `cli:<name>` or `system`; never a person's name."""
+    action: Mapped[str] = mapped_column(String(32))
+    """`case.read`, `packet.read`, `flag.read`, `cases.list`, `case.transition`..."""
+    route: Mapped[str | None] = mapped_column(String(128))
+    """The route template (`GET /v1/cases/{case_id}`), never the raw path."""
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    case_id: Mapped[UUID | None] = mapped_column(index=True)
+    """No foreign key: the audit outlives the case retention deletes."""
+    packet_version: Mapped[int | None] = mapped_column(Integer)
+    flag_id: Mapped[UUID | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    """Bounded facts: a list's filter and row count, a move's from and to. No personal data."""
+    outcome: Mapped[str] = mapped_column(String(32))
+    """The HTTP status (`200`, `404`) or a result (`ok`)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    """sha256 hex of `prev_hash` and the entry's canonical JSON (`services.referral.audit`)."""
