@@ -45,7 +45,7 @@ from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations
-from services.referral import breakers, ncmec_xml, queries, store
+from services.referral import audit, breakers, ncmec_xml, queries, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
@@ -287,6 +287,14 @@ class Caller:
         return f"{self.role.value}:{self.key_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class Trail:
+    """What an audit entry needs from the request: who asks, and the request's id."""
+
+    actor: str
+    request_id: str | None
+
+
 _packet = TypeAdapter[Packet](Packet)
 _bearer = HTTPBearer(auto_error=False)
 _STATUS: dict[type[ReferralError], int] = {
@@ -295,6 +303,10 @@ _STATUS: dict[type[ReferralError], int] = {
     NotFound: 404,
     Conflict: 409,
 }
+
+
+def _status_of(exc: ReferralError) -> int:
+    return next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 400)
 
 
 def _utc_now() -> datetime:
@@ -364,6 +376,52 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         return who
 
     Db = Annotated[AsyncSession, Depends(session)]  # noqa: N806 - a type alias
+
+    async def trail(request: Request, who: Annotated[Caller, Depends(caller)]) -> Trail:
+        request_id = request.scope.get("csae.request_id")
+        return Trail(who.actor, request_id if isinstance(request_id, str) else None)
+
+    Audited = Annotated[Trail, Depends(trail)]  # noqa: N806 - a type alias
+
+    @asynccontextmanager
+    async def audited(
+        s: AsyncSession,
+        t: Trail,
+        action: str,
+        route: str,
+        *,
+        case_id: UUID | None = None,
+        packet_version: int | None = None,
+        flag_id: UUID | None = None,
+    ) -> AsyncIterator[dict[str, audit.Fact]]:
+        """Record what the block did on the audit trail, then commit: its writes and the entry
+        together. A refusal (404, 409...) rolls the block back and is recorded on its own. The
+        caller adds facts (a list's filter and row count) to the dict it is given."""
+        detail: dict[str, audit.Fact] = {}
+
+        async def record(outcome: int) -> None:
+            entry = audit.Entry(
+                actor=t.actor,
+                action=action,
+                outcome=str(outcome),
+                route=route,
+                request_id=t.request_id,
+                case_id=case_id,
+                packet_version=packet_version,
+                flag_id=flag_id,
+                detail=detail,
+            )
+            await audit.record(session=s, entry=entry, now=clock())
+            await s.commit()
+
+        try:
+            yield detail
+        except ReferralError as exc:
+            await s.rollback()
+            await record(_status_of(exc))
+            raise
+        await record(200)
+
     required: dict[Callable[..., Any], frozenset[Role]] = {}
 
     def allow(*roles: Role) -> list[Any]:
@@ -383,7 +441,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     @app.exception_handler(ReferralError)
     async def referral_error(request: Request, exc: ReferralError) -> JSONResponse:
-        status = next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 400)
+        status = _status_of(exc)
         body: dict[str, Any] = {"detail": str(exc)}
         if isinstance(exc, IllegalTransition):
             body |= {"status": exc.current, "allowed": exc.allowed}
@@ -418,6 +476,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.get("/v1/cases", dependencies=listing, tags=["cases"], responses=_answers(400, 401))
     async def list_cases(
         s: Db,
+        t: Audited,
         status: CaseStatus | None = None,
         destination: DestinationKind | None = None,
         priority: Priority | None = None,
@@ -431,21 +490,35 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         """Cases, oldest first, with cursor pagination; with `overdue=true`, only the cases past
         the deadline of the stage they wait in, the most overdue first. A cursor is opaque and
         signed: one this API did not issue answers 400."""
-        after = cursors.decode(cursor, by_due=overdue) if cursor else None
-        rows = await queries.list_cases(
-            session=s,
-            status=status,
-            destination=destination.value if destination else None,
-            priority=priority.value if priority else None,
-            force_id=force,
-            criterion=criterion.value if criterion else None,
-            since=since,
-            overdue_at=clock() if overdue else None,
-            after=after,
-            limit=limit + 1,
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        facts: dict[str, audit.Fact] = {
+            "status": status.value if status else None,
+            "destination": destination.value if destination else None,
+            "priority": priority.value if priority else None,
+            "force": force,
+            "criterion": criterion.value if criterion else None,
+            "since": since.isoformat() if since else None,
+            "overdue": overdue,
+            "limit": limit,
+            "paged": cursor is not None,
+        }
+        async with audited(s, t, "cases.list", "GET /v1/cases") as detail:
+            detail |= {k: v for k, v in facts.items() if v is not None}
+            after = cursors.decode(cursor, by_due=overdue) if cursor else None
+            rows = await queries.list_cases(
+                session=s,
+                status=status,
+                destination=destination.value if destination else None,
+                priority=priority.value if priority else None,
+                force_id=force,
+                criterion=criterion.value if criterion else None,
+                since=since,
+                overdue_at=clock() if overdue else None,
+                after=after,
+                limit=limit + 1,
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            detail["rows"] = len(rows)
         return CasePage(
             items=[CaseSummary.model_validate(r) for r in rows],
             next_cursor=cursors.encode(rows[-1], by_due=overdue) if more and rows else None,
@@ -457,12 +530,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         tags=["cases"],
         responses=_answers(400, 401, 403, 404),
     )
-    async def get_case(case_id: UUID, s: Db) -> CaseDetail:
+    async def get_case(case_id: UUID, s: Db, t: Audited) -> CaseDetail:
         """One case with its flags and packet versions."""
-        case = await queries.get_case(session=s, case_id=case_id)
-        if case is None:
-            raise NotFound(f"no case {case_id}")
-        return await _detail(s, case)
+        async with audited(s, t, "case.read", "GET /v1/cases/{case_id}", case_id=case_id):
+            case = await queries.get_case(session=s, case_id=case_id)
+            if case is None:
+                raise NotFound(f"no case {case_id}")
+            detail = await _detail(s, case)
+        return detail
 
     async def _detail(s: AsyncSession, case: Case) -> CaseDetail:
         summary = CaseSummary.model_validate(case).model_dump()
@@ -490,11 +565,17 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         request: TransitionRequest,
         who: Annotated[Caller, Depends(caller)],
         s: Db,
+        t: Audited,
     ) -> CaseDetail:
         """Move a case on: approve (`ready`) or dismiss a review, record it `submitted` with the
         receiver's reference, then `acknowledged`, then `closed`. An illegal move answers 409
         naming the case's state and the moves it allows."""
-        async with s.begin():
+        # The move and its audit entry commit together (a refused move is recorded on its own).
+        route = "POST /v1/cases/{case_id}/transitions"
+        async with audited(
+            s, t, "case.transition", route, case_id=case_id, packet_version=request.packet_version
+        ) as facts:
+            facts["to"] = request.to.value
             moved = await store.transition_case(
                 session=s,
                 case_id=case_id,
@@ -507,6 +588,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 packet_version=request.packet_version,
                 expected_updated_at=request.expected_updated_at,
             )
+            facts |= {"from": moved.previous.value, "status": moved.case.status.value}
         case = moved.case
         if moved.ready_seconds is not None:
             metrics.stage_seconds.labels("ready_to_submitted", case.submitted_due_priority).observe(
@@ -535,9 +617,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.get(
         "/v1/breakers", dependencies=admin, tags=["breakers"], responses=_answers(400, 401, 403)
     )
-    async def list_breakers(s: Db) -> list[BreakerView]:
+    async def list_breakers(s: Db, t: Audited) -> list[BreakerView]:
         """The latest flood breakers, open and closed (admin)."""
-        return [_breaker(b) for b in await breakers.listed(s)]
+        async with audited(s, t, "breakers.list", "GET /v1/breakers") as facts:
+            rows = await breakers.listed(s)
+            facts["rows"] = len(rows)
+        return [_breaker(b) for b in rows]
 
     @app.post(
         "/v1/breakers/{system}/{version}/close",
@@ -551,10 +636,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         request: BreakerClose,
         who: Annotated[Caller, Depends(caller)],
         s: Db,
+        t: Audited,
     ) -> BreakerView:
         """Close a source's open flood breaker (admin): its referrals go out again. Who (the
         key) and why (the note) are kept with the breaker."""
-        async with s.begin():
+        route = "POST /v1/breakers/{system}/{version}/close"
+        async with audited(s, t, "breaker.close", route) as facts:
+            facts["source"] = f"{system}/{version}"  # a classifier's name, not a person's
             closed = await breakers.close(
                 s,
                 (system, version),
@@ -563,8 +651,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 now=clock(),
                 settings=settings.breaker() or BreakerSettings(),
             )
-        if closed is None:
-            raise NotFound("no open breaker for that source")
+            if closed is None:
+                raise NotFound("no open breaker for that source")
         log.info("flood breaker closed", extra={"actor": who.actor})
         return _breaker(closed)
 
@@ -581,23 +669,32 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         case_id: UUID,
         version: int,
         s: Db,
+        t: Audited,
         rendering: Annotated[Literal["json", "text", "ncmec-xml"], Query(alias="format")] = "json",
     ) -> Any:
         """One version of the case's packet, as JSON, or with `format=text` as plain text to read
         down the phone or paste into a web form, or for a case to NCMEC with `format=ncmec-xml`
         as a CyberTipline report (valid against NCMEC's schema; metadata only, no files)."""
-        if not 1 <= version <= INT32_MAX:  # past what the database holds: no such version
-            raise NotFound(f"no packet version {version} for case {case_id}")
-        async with s.begin():  # a version read for the first time is built and kept
-            packet = await store.packet(
-                session=s, case_id=case_id, version=version, config=packets, now=clock()
-            )
-        if packet is None:
-            raise NotFound(f"no packet version {version} for case {case_id}")
+        held = version if 1 <= version <= INT32_MAX else None  # past it: no such version
+        route = "GET /v1/cases/{case_id}/packets/{version}"
+        # A version read for the first time is built and kept, in the entry's transaction.
+        async with audited(
+            s, t, "packet.read", route, case_id=case_id, packet_version=held
+        ) as facts:
+            facts["format"] = rendering
+            packet = None
+            if held is not None:
+                packet = await store.packet(
+                    session=s, case_id=case_id, version=held, config=packets, now=clock()
+                )
+            if packet is None:
+                raise NotFound(f"no packet version {version} for case {case_id}")
+            service = None
+            if rendering == "ncmec-xml":
+                service = await queries.service_of(session=s, case_id=case_id)
         if rendering == "text":
             return PlainTextResponse(render_text(_packet.validate_python(packet.body)))
         if rendering == "ncmec-xml":
-            service = await queries.service_of(session=s, case_id=case_id)
             report = ncmec_xml.render(_packet.validate_python(packet.body), service=service)
             return Response(report, media_type="application/xml")
         return packet.body
@@ -608,16 +705,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         tags=["flags"],
         responses=_answers(400, 401, 403, 404),
     )
-    async def get_flag(flag_id: UUID, s: Db) -> FlagView:
+    async def get_flag(flag_id: UUID, s: Db, t: Audited) -> FlagView:
         """The router's decision for a flag, no-report ones included, and the cases it joined."""
-        decision = await queries.get_decision(session=s, flag_id=flag_id)
-        if decision is None:
-            raise NotFound(f"no decision recorded for flag {flag_id}")
-        return FlagView(
-            flag_id=flag_id,
-            decision=decision.body,
-            case_ids=await queries.cases_for_flag(session=s, flag_id=flag_id),
-        )
+        async with audited(s, t, "flag.read", "GET /v1/flags/{flag_id}", flag_id=flag_id) as facts:
+            decision = await queries.get_decision(session=s, flag_id=flag_id)
+            if decision is None:
+                raise NotFound(f"no decision recorded for flag {flag_id}")
+            case_ids = await queries.cases_for_flag(session=s, flag_id=flag_id)
+            facts["cases"] = len(case_ids)
+        return FlagView(flag_id=flag_id, decision=decision.body, case_ids=case_ids)
 
     app.add_middleware(
         _Guard, keys=keys, routes=lambda: app.router.routes, roles=required, clock=clock
