@@ -256,3 +256,16 @@ async def test_the_cost_of_an_audited_case_read(
     assert p95 < 250, "bounded loosely: a shared CI machine; the report gives the numbers"
     assert len(await entries(own_sessions)) == 400
     assert (await verified(own_sessions)).broken is None
+
+
+async def test_concurrent_reads_make_one_unbroken_chain(
+    api: Api, own_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await apply(own_sessions, police_tasks(subject=account()), api.clock.now)
+    answers = await asyncio.gather(
+        *(api.client.get(f"/v1/cases/{case_id}", headers=api.auth) for _ in range(20))
+    )
+    assert [a.status_code for a in answers] == [200] * 20
+    done = await verified(own_sessions)
+    assert done.broken is None
+    assert (done.entries, done.head_seq) == (20, 20)
