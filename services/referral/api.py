@@ -689,15 +689,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 )
             if packet is None:
                 raise NotFound(f"no packet version {version} for case {case_id}")
-            service = None
-            if rendering == "ncmec-xml":
+            answer: Any = packet.body
+            if rendering == "text":
+                answer = PlainTextResponse(render_text(_packet.validate_python(packet.body)))
+            elif rendering == "ncmec-xml":  # a case not for NCMEC is refused (400), and recorded
                 service = await queries.service_of(session=s, case_id=case_id)
-        if rendering == "text":
-            return PlainTextResponse(render_text(_packet.validate_python(packet.body)))
-        if rendering == "ncmec-xml":
-            report = ncmec_xml.render(_packet.validate_python(packet.body), service=service)
-            return Response(report, media_type="application/xml")
-        return packet.body
+                report = ncmec_xml.render(_packet.validate_python(packet.body), service=service)
+                answer = Response(report, media_type="application/xml")
+        return answer
 
     @app.get(
         "/v1/flags/{flag_id}",
