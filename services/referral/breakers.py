@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.flag import ModerationFlag
 from services.domain.breaker import BreakerSettings, Source, cooled, source_label, trips
+from services.referral import audit
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.models import Breaker, SourceRate
 
@@ -221,8 +222,18 @@ async def run_close(
     engine = new_engine(settings_url)
     try:
         async with new_sessionmaker(engine)() as session, session.begin():
-            return await close(
-                session, source, by=by, note=note, now=datetime.now(UTC), settings=settings
+            now = datetime.now(UTC)
+            closed = await close(session, source, by=by, note=note, now=now, settings=settings)
+            await audit.record(
+                session=session,
+                entry=audit.Entry(
+                    actor=by,
+                    action="breaker.close",
+                    outcome="closed" if closed is not None else "none open",
+                    detail={"source": source_label(source)},
+                ),
+                now=now,
             )
+            return closed
     finally:
         await engine.dispose()

@@ -18,13 +18,14 @@ retention run` runs it by hand, `--dry-run` counts without deleting.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Select, String, cast, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.referral import audit
 from services.referral.enums import CaseStatus
 from services.referral.models import (
     Case,
@@ -74,6 +75,17 @@ async def run(*, session: AsyncSession, now: datetime, periods: Periods) -> list
             {"run_id": uuid4(), "at": now, "kind": d.kind, "cutoff": d.cutoff, "rows": d.rows}
             for d in done
         ],
+    )
+    # On the audit trail, in the same transaction as what it deleted: counts, never contents.
+    await audit.record(
+        session=session,
+        entry=audit.Entry(
+            actor="system",
+            action="retention.run",
+            outcome="done",
+            detail={d.kind: d.rows for d in done},
+        ),
+        now=now,
     )
     return done
 
@@ -151,7 +163,14 @@ async def _references(session: AsyncSession, cutoff: datetime) -> Done:
     return Done("reference", cutoff, len(ids))
 
 
-async def hold(*, session: AsyncSession, case_id: UUID, note: str | None) -> bool:
+async def hold(
+    *,
+    session: AsyncSession,
+    case_id: UUID,
+    note: str | None,
+    actor: str = "cli",
+    now: datetime | None = None,
+) -> bool:
     """Put a case on legal hold (`note`), or release it (None). False when there is no case."""
     changed = await session.execute(
         update(Case)
@@ -159,4 +178,16 @@ async def hold(*, session: AsyncSession, case_id: UUID, note: str | None) -> boo
         .values(legal_hold=note is not None, legal_hold_note=note)
         .returning(Case.case_id)
     )
-    return changed.first() is not None
+    found = changed.first() is not None
+    if found:
+        await audit.record(
+            session=session,
+            entry=audit.Entry(
+                actor=actor,
+                action="case.hold" if note is not None else "case.release",
+                outcome="done",
+                case_id=case_id,
+            ),
+            now=now or datetime.now(UTC),
+        )
+    return found

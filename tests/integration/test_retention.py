@@ -8,9 +8,10 @@ from uuid import UUID
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.referral import retention, store
+from services.referral import audit, retention, store
 from services.referral.enums import CaseStatus
 from services.referral.models import (
+    AuditRecord,
     Case,
     CaseTransition,
     DecisionRecord,
@@ -138,4 +139,20 @@ async def test_retention_deletes_and_redacts_what_is_due_and_a_hold_stops_it(
         assert await session.get(Case, closed) is None
         assert await session.get(Case, held) is None
         runs = await session.scalar(select(func.count()).select_from(RetentionRun))
+        on_trail = list(
+            await session.scalars(
+                select(AuditRecord.action)
+                .where(AuditRecord.action.in_(["retention.run", "case.hold", "case.release"]))
+                .order_by(AuditRecord.seq)
+            )
+        )
+        verified = await audit.verify_stored(session=session)
     assert runs == 12, "every run records each kind"
+    assert on_trail == [
+        "case.hold",
+        "retention.run",
+        "retention.run",
+        "case.release",
+        "retention.run",
+    ], "holds and runs are on the audit trail, in order"
+    assert verified.broken is None
