@@ -67,6 +67,11 @@ OPEN_CASE_PREDICATE = "status IN ('review', 'ready', 'submitted', 'acknowledged'
 """The open statuses, as the partial unique index on `case_key` states them."""
 
 
+_FILTERED = ("status", "destination", "priority", "force_id")
+"""The columns `GET /v1/cases` filters on by equality."""
+_WAITING = text("due_at IS NOT NULL")
+
+
 class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
@@ -77,7 +82,17 @@ class Case(Base):
             postgresql_where=text(OPEN_CASE_PREDICATE),
         ),
         Index("ix_cases_created_at_case_id", "created_at", "case_id"),
-        Index("ix_cases_due_at_waiting", "due_at", postgresql_where=text("due_at IS NOT NULL")),
+        # The list route's filters, each ending with its order (migration 0008).
+        *(
+            Index(f"ix_cases_{column}_created", column, "created_at", "case_id")
+            for column in _FILTERED
+        ),
+        *(
+            Index(f"ix_cases_{column}_due", column, "due_at", "case_id", postgresql_where=_WAITING)
+            for column in _FILTERED
+        ),
+        Index("ix_cases_due_waiting", "due_at", "case_id", postgresql_where=_WAITING),
+        Index("ix_cases_criteria", "criteria", postgresql_using="gin"),
         Index(
             "ix_cases_open_subject",
             "org_id",
@@ -89,19 +104,18 @@ class Case(Base):
 
     case_id: Mapped[UUID] = mapped_column(primary_key=True)
     case_key: Mapped[str] = mapped_column(String(400))
-    destination: Mapped[str] = mapped_column(String(16), index=True)
+    destination: Mapped[str] = mapped_column(String(16))
     """The destination kind: police, iwf or intl."""
     destination_key: Mapped[str] = mapped_column(String(128))
-    force_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    force_id: Mapped[str | None] = mapped_column(String(64))
     mechanism: Mapped[str | None] = mapped_column(String(64))
     country: Mapped[str | None] = mapped_column(String(2))
     status: Mapped[CaseStatus] = mapped_column(
         Enum(
             CaseStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
         ),
-        index=True,
     )
-    priority: Mapped[str] = mapped_column(String(2), index=True)
+    priority: Mapped[str] = mapped_column(String(2))
     criteria: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
     org_id: Mapped[str] = mapped_column(String(128))
     subject_account_id: Mapped[str] = mapped_column(String(128))
@@ -160,12 +174,13 @@ class Case(Base):
 
 class CaseTransition(Base):
     __tablename__ = "case_transitions"
-    __table_args__ = {
-        "comment": "Every change of a case's state, with its actor and reason. Append-only."
-    }
+    __table_args__ = (
+        Index("ix_case_transitions_case_id_transition", "case_id", "transition_id"),
+        {"comment": "Every change of a case's state, with its actor and reason. Append-only."},
+    )
 
     transition_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"))
     at: Mapped[datetime] = mapped_column(Timestamp)
     actor: Mapped[str] = mapped_column(String(64))
     """`system`, or the API key that made the change (`<role>:<key id>`), never a name."""
@@ -182,6 +197,7 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_case_id_attached_version", "case_id", "attached_version"),
+        Index("ix_tasks_case_id_routed_at", "case_id", "routed_at"),
         {"comment": "Referral tasks applied to cases; the task id makes replay a no-op."},
     )
 
