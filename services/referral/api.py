@@ -72,6 +72,10 @@ hundred bytes."""
 MAX_QUERY_BYTES = 4096
 """A query string past this is refused (400): every filter and a cursor fit in a few hundred."""
 MAX_CURSOR_CHARS = 256
+DETAIL_PAGE = 200
+"""The latest moves and flags a case read holds by default (`limit`)."""
+MAX_DETAIL_PAGE = 1000
+MAX_INT64 = 2**63 - 1
 
 
 def _iso_text(value: object) -> object:
@@ -156,6 +160,15 @@ class CaseDetail(CaseSummary):
     packet_versions: list[int]
     allowed_transitions: list[CaseStatus]
     transitions: list[TransitionView]
+    """The latest moves, at most `limit` of them, oldest first."""
+    transitions_total: int
+    """How many moves the case has."""
+    transitions_before: int | None
+    """Earlier moves exist: ask again with `transitions_before` set to this for them."""
+    flags_total: int
+    """How many flags the case holds (`flag_ids` lists the flags of its latest tasks)."""
+    flags_offset: int | None
+    """Earlier flags exist: ask again with `flags_offset` set to this for them."""
     guidance: str | None
     """For a case under review: where a reviewer unsure whether to report can get advice."""
 
@@ -530,27 +543,58 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         tags=["cases"],
         responses=_answers(400, 401, 403, 404),
     )
-    async def get_case(case_id: UUID, s: Db, t: Audited) -> CaseDetail:
-        """One case with its flags and packet versions."""
+    async def get_case(
+        case_id: UUID,
+        s: Db,
+        t: Audited,
+        limit: Annotated[int, Query(ge=1, le=MAX_DETAIL_PAGE)] = DETAIL_PAGE,
+        transitions_before: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+        flags_offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    ) -> CaseDetail:
+        """One case with its flags, packet versions and moves. A case holds at most `limit` of
+        its latest moves and of the flags of its latest tasks, with their totals; for earlier
+        ones ask again with `transitions_before` or `flags_offset` as the answer gives them."""
         async with audited(s, t, "case.read", "GET /v1/cases/{case_id}", case_id=case_id):
             case = await queries.get_case(session=s, case_id=case_id)
             if case is None:
                 raise NotFound(f"no case {case_id}")
-            detail = await _detail(s, case)
+            detail = await _detail(
+                s, case, limit=limit, before=transitions_before, flags_offset=flags_offset
+            )
         return detail
 
-    async def _detail(s: AsyncSession, case: Case) -> CaseDetail:
+    async def _detail(
+        s: AsyncSession,
+        case: Case,
+        *,
+        limit: int = DETAIL_PAGE,
+        before: int | None = None,
+        flags_offset: int = 0,
+    ) -> CaseDetail:
         summary = CaseSummary.model_validate(case).model_dump()
-        history = await queries.case_transitions(session=s, case_id=case.case_id)
+        history = await queries.case_transitions(
+            session=s, case_id=case.case_id, before=before, limit=limit + 1
+        )
+        earlier = history[1].transition_id if len(history) > limit else None
+        history = history[-limit:]
+        moves = await queries.count_transitions(session=s, case_id=case.case_id)
+        tasks = await queries.count_tasks(session=s, case_id=case.case_id)
+        flag_ids = await queries.case_flag_ids(
+            session=s, case_id=case.case_id, offset=flags_offset, limit=limit
+        )
         return CaseDetail(
             **summary,
             org_id=case.org_id,
             subject_account_id=case.subject_account_id,
             external_reference=case.external_reference,
-            flag_ids=await queries.case_flag_ids(session=s, case_id=case.case_id),
+            flag_ids=flag_ids,
             packet_versions=list(range(1, case.packet_version + 1)),
             allowed_transitions=list(PERSON_TRANSITIONS[case.status]),
             transitions=[TransitionView.model_validate(t) for t in history],
+            transitions_total=moves,
+            transitions_before=earlier,
+            flags_total=case.flag_count,
+            flags_offset=flags_offset + limit if flags_offset + limit < tasks else None,
             guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
         )
 

@@ -1,9 +1,10 @@
 """Reads of cases, flags and decisions for the API. No writes."""
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.enums import CaseStatus
@@ -53,20 +54,48 @@ async def list_cases(
     return list((await session.scalars(query)).all())
 
 
-async def case_transitions(*, session: AsyncSession, case_id: UUID) -> list[CaseTransition]:
-    rows = await session.scalars(
-        select(CaseTransition)
-        .where(CaseTransition.case_id == case_id)
-        .order_by(CaseTransition.transition_id)
-    )
-    return list(rows.all())
+async def case_transitions(
+    *, session: AsyncSession, case_id: UUID, before: int | None = None, limit: int | None = None
+) -> list[CaseTransition]:
+    """A case's moves, oldest first; with `limit`, only the latest `limit` (before the move
+    `before`, when given), still oldest first. Served by (case_id, transition_id)."""
+    query = select(CaseTransition).where(CaseTransition.case_id == case_id)
+    if before is not None:
+        query = query.where(CaseTransition.transition_id < before)
+    if limit is None:
+        return list((await session.scalars(query.order_by(CaseTransition.transition_id))).all())
+    rows = await session.scalars(query.order_by(CaseTransition.transition_id.desc()).limit(limit))
+    return list(reversed(rows.all()))
 
 
-async def case_flag_ids(*, session: AsyncSession, case_id: UUID) -> list[UUID]:
-    rows = await session.scalars(
-        select(Task.flag_id).where(Task.case_id == case_id).order_by(Task.routed_at)
-    )
-    return list(dict.fromkeys(rows.all()))
+async def count_transitions(*, session: AsyncSession, case_id: UUID) -> int:
+    """How many moves a case has (index-only on (case_id, transition_id))."""
+    return await _count(session, select(CaseTransition).where(CaseTransition.case_id == case_id))
+
+
+async def count_tasks(*, session: AsyncSession, case_id: UUID) -> int:
+    """How many tasks a case has (index-only on (case_id, routed_at))."""
+    return await _count(session, select(Task.task_id).where(Task.case_id == case_id))
+
+
+async def _count(session: AsyncSession, query: Select[Any]) -> int:
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    return int(total or 0)
+
+
+async def case_flag_ids(
+    *, session: AsyncSession, case_id: UUID, offset: int = 0, limit: int | None = None
+) -> list[UUID]:
+    """The flags of a case's tasks, oldest first; with `limit`, the flags of the latest `limit`
+    tasks after skipping the latest `offset` (still oldest first). Served by (case_id,
+    routed_at)."""
+    query = select(Task.flag_id).where(Task.case_id == case_id)
+    if limit is None:
+        rows = (await session.scalars(query.order_by(Task.routed_at))).all()
+    else:
+        page = query.order_by(Task.routed_at.desc(), Task.task_id.desc())
+        rows = list(reversed((await session.scalars(page.offset(offset).limit(limit))).all()))
+    return list(dict.fromkeys(rows))
 
 
 async def get_decision(*, session: AsyncSession, flag_id: UUID) -> DecisionRecord | None:
