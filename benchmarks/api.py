@@ -1,0 +1,291 @@
+"""`CSAE_BENCH_API=1 make bench`: case API reads at a fixed rate on a database of N cases.
+
+1. A private database migrated to 0007 (before the read indexes) is filled with N synthetic
+   cases by SQL (`generate_series`, seconds per 100,000), one transition each, and one large case
+   holding many flags and transitions (the bounded case detail).
+2. A real `csae referral api` process serves it; an open-loop generator sends requests at a fixed
+   rate (each timed from when it was due, so a saturated server shows as queueing, not as a
+   slower sender) for: `/healthz` (the floor: the machine at this rate), a case read, the large
+   case's read, and each list filter. p50/p95 in milliseconds.
+3. The database is upgraded to head (0008: the read indexes; the time it takes is printed), the
+   API restarted, and the same figures printed again beside the first.
+
+Sizes from `CSAE_BENCH_API_*`: CASES (100,000), RATE (200/s), SECONDS (5 per figure),
+BIG_CASE (2,000 flags and transitions). The database is removed at the end.
+"""
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from uuid import UUID
+
+import asyncpg
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from services.referral.database import upgrade
+from services.referral.keys import Role, create_key
+from tests.infra import create_database, drop_database
+
+CSAE = Path(sys.executable).with_name("csae")
+
+
+class ApiBenchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSAE_BENCH_API_", frozen=True, extra="ignore")
+
+    cases: int = Field(default=100_000, ge=1000)
+    rate: float = Field(default=200.0, gt=0)
+    seconds: float = Field(default=5.0, gt=0)
+    big_case: int = Field(default=2000, ge=1)
+
+
+# Cases i = 1..N: created 30 s apart, ending now; a status mix like a year of work (most closed);
+# destination, force, priority and criteria spread so each filter selects a realistic share.
+FILL = """
+INSERT INTO cases (
+    case_id, case_key, destination, destination_key, force_id, status, priority, criteria,
+    org_id, subject_account_id, first_detected_at, created_at, updated_at, review_due_at,
+    ready_due_at, submitted_due_at, due_at, due_stage, packet_version, submitted_due_priority,
+    flag_count
+)
+SELECT
+    md5('case' || i)::uuid,
+    'bench|' || i,
+    (ARRAY['police', 'police', 'iwf', 'intl'])[1 + i % 4],
+    CASE WHEN i % 4 < 2 THEN 'force-' || (i % 43) ELSE 'dest' END,
+    CASE WHEN i % 4 < 2 THEN 'force-' || (i % 43) END,
+    s.status,
+    CASE WHEN i % 97 = 0 THEN 'P0' ELSE (ARRAY['P1', 'P2', 'P3'])[1 + i % 3] END,
+    CASE (i / 7) % 5 WHEN 0 THEN ARRAY['grooming'] WHEN 1 THEN ARRAY['coercion']
+        WHEN 2 THEN ARRAY['iioc'] WHEN 3 THEN ARRAY['iioc', 'safety']
+        ELSE ARRAY['grooming', 'coercion'] END::varchar(16)[],
+    'org-bench', 'account-' || i,
+    c.at - interval '1 hour', c.at, c.at, c.at + interval '1 day',
+    c.at + interval '2 days', c.at + interval '3 days',
+    CASE WHEN s.status IN ('review', 'ready', 'submitted') THEN c.at + interval '1 day' END,
+    CASE WHEN s.status IN ('review', 'ready', 'submitted') THEN s.status::text END,
+    1, 'P2', 1
+FROM generate_series(1, $1::int) AS i
+CROSS JOIN LATERAL (SELECT $2::timestamptz - ($1::int - i) * interval '30 seconds' AS at) AS c
+CROSS JOIN LATERAL (
+    SELECT CASE
+        WHEN i % 50 = 0 THEN 'review' WHEN i % 50 = 1 THEN 'ready'
+        WHEN i % 50 = 2 THEN 'submitted' WHEN i % 50 = 3 THEN 'acknowledged'
+        WHEN i % 50 < 8 THEN 'dismissed' ELSE 'closed' END AS status
+) AS s
+"""
+TRANSITIONS = """
+INSERT INTO case_transitions (case_id, at, actor, from_status, to_status)
+SELECT case_id, created_at, 'system', NULL, status FROM cases
+"""
+BIG_FLAGS = """
+INSERT INTO flags (flag_id, org_id, source_kind, detected_at, received_at, body)
+SELECT md5('flag' || j)::uuid, 'org-bench', 'bench', $2, $2, '{}'::jsonb
+FROM generate_series(1, $1::int) AS j
+"""
+BIG_TASKS = """
+INSERT INTO tasks (task_id, case_id, flag_id, decision, priority, routed_at, received_at, body,
+                   attached_version)
+SELECT md5('task' || j)::uuid, $3, md5('flag' || j)::uuid, 'refer', 'P2',
+       $2::timestamptz + j * interval '1 ms', $2, '{}'::jsonb, 1
+FROM generate_series(1, $1::int) AS j
+"""
+BIG_TRANSITIONS = """
+INSERT INTO case_transitions (case_id, at, actor, from_status, to_status, note)
+SELECT $3, $2::timestamptz + j * interval '1 ms', 'system', 'ready', 'ready', 'supplement'
+FROM generate_series(1, $1::int) AS j
+"""
+
+
+def plain_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def fill(url: str, bench: ApiBenchSettings, now: datetime) -> tuple[float, UUID]:
+    """Fill the database; the seconds it took and the large case's id."""
+    started = time.perf_counter()
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        await connection.execute(FILL, bench.cases, now)
+        await connection.execute(TRANSITIONS)
+        big: UUID = await connection.fetchval(
+            "SELECT case_id FROM cases WHERE status = 'ready' ORDER BY created_at LIMIT 1"
+        )
+        await connection.execute(BIG_FLAGS, bench.big_case, now)
+        await connection.execute(BIG_TASKS, bench.big_case, now, big)
+        await connection.execute(BIG_TRANSITIONS, bench.big_case, now, big)
+        await connection.execute(
+            "UPDATE cases SET flag_count = $1 WHERE case_id = $2", bench.big_case + 1, big
+        )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return time.perf_counter() - started, big
+
+
+def routes(bench: ApiBenchSettings, big: UUID, now: datetime) -> dict[str, str]:
+    since = (now - timedelta(seconds=30 * bench.cases // 2)).isoformat().replace("+", "%2B")
+    return {
+        "/healthz (floor)": "/healthz",
+        "case read": "/v1/cases/{case}",
+        f"case read, {bench.big_case} flags+moves": f"/v1/cases/{big}",
+        "list (no filter)": "/v1/cases",
+        "list status=review": "/v1/cases?status=review",
+        "list destination=iwf": "/v1/cases?destination=iwf",
+        "list priority=P0": "/v1/cases?priority=P0",
+        "list force": "/v1/cases?force=force-7",
+        "list force+priority": "/v1/cases?force=force-7&priority=P1",
+        "list criterion=safety": "/v1/cases?criterion=safety",
+        "list since (middle)": f"/v1/cases?since={since}",
+        "list status+since": f"/v1/cases?status=ready&since={since}",
+        "list overdue": "/v1/cases?overdue=true",
+        "list status=closed, 2nd page": "/v1/cases?status=closed&cursor={cursor}",
+    }
+
+
+def percentile(samples: list[float], p: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+async def at_rate(
+    client: httpx.AsyncClient, paths: list[str], rate: float, seconds: float
+) -> tuple[float, float, int]:
+    """p50, p95 (ms) and non-200 answers of `rate` requests per second for `seconds`, open
+    loop: each timed from when it was due."""
+    count = max(int(rate * seconds), 1)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(k: int, due: float) -> None:
+        nonlocal errors
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            answer = await client.get(paths[k % len(paths)])
+        except httpx.TransportError:
+            errors += 1
+        else:
+            errors += answer.status_code != 200
+        latencies.append((time.perf_counter() - due) * 1000)
+
+    start = time.perf_counter() + 0.05
+    await asyncio.gather(*(one(k, start + k / rate) for k in range(count)))
+    return percentile(latencies, 50), percentile(latencies, 95), errors
+
+
+async def serve(url: str, keys: Path, port: int) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "CSAE_DATABASE_URL": url,
+        "CSAE_API_KEYS_FILE": str(keys),
+        "CSAE_API_CURSOR_SECRET": "bench",
+        "CSAE_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(CSAE), "referral", "api", "--port", str(port), env=env
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
+        for _ in range(300):
+            try:
+                if (await probe.get("/healthz")).status_code == 200:
+                    return process
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the API did not start")
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def measure(
+    url: str, keys: Path, key: str, bench: ApiBenchSettings, big: UUID, now: datetime
+) -> dict[str, tuple[float, float, int]]:
+    from benchmarks.pipeline import free_port
+
+    port = free_port()
+    process = await serve(url, keys, port)
+    results: dict[str, tuple[float, float, int]] = {}
+    try:
+        connection = await asyncpg.connect(plain_dsn(url))
+        try:
+            ids = [
+                str(r["case_id"])
+                for r in await connection.fetch(
+                    "SELECT case_id FROM cases TABLESAMPLE SYSTEM (1) LIMIT 2000"
+                )
+            ]
+        finally:
+            await connection.close()
+        # Idle connections are let go before uvicorn's keep-alive (5 s) closes them under us.
+        limits = httpx.Limits(
+            max_connections=256, max_keepalive_connections=256, keepalive_expiry=2
+        )
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {key}"},
+            limits=limits,
+            timeout=60,
+        ) as client:
+            first = (await client.get("/v1/cases?status=closed")).json()
+            cursor = first["next_cursor"]
+            for name, path in routes(bench, big, now).items():
+                paths = (
+                    [path.format(case=i) for i in ids]
+                    if "{case}" in path
+                    else [path.format(cursor=cursor)]
+                )
+                for p in paths[:20]:  # warm up
+                    await client.get(p)
+                results[name] = await at_rate(client, paths, bench.rate, bench.seconds)
+    finally:
+        await stop(process)
+    return results
+
+
+async def main() -> None:
+    bench = ApiBenchSettings()
+    now = datetime.now(UTC)
+    url = await create_database("0007")
+    try:
+        seconds, big = await fill(url, bench, now)
+        print(
+            f"API reads: {bench.cases:,} cases made by SQL in {seconds:.1f} s; "
+            f"{bench.rate:.0f} requests/s for {bench.seconds:.0f} s each; one API process"
+        )
+        with TemporaryDirectory() as directory:
+            keys = Path(directory) / "api_keys"
+            key = create_key(keys, Role.INVESTIGATOR, holder="bench")
+            before = await measure(url, keys, key, bench, big, now)
+            started = time.perf_counter()
+            await asyncio.to_thread(upgrade, url, "head")
+            migrated = time.perf_counter() - started
+            after = await measure(url, keys, key, bench, big, now)
+        print(f"  upgrade 0007 -> head (read indexes) on the filled database: {migrated:.1f} s")
+        print(f"  {'p50 / p95 ms (non-200)':<36} {'before (0007)':>22} {'after (head)':>22}")
+        for name, (b50, b95, berr) in before.items():
+            a50, a95, aerr = after[name]
+            print(
+                f"  {name:<36} {b50:8.1f} / {b95:8.1f} ({berr})  {a50:8.1f} / {a95:8.1f} ({aerr})"
+            )
+    finally:
+        await drop_database(url)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
