@@ -1,11 +1,13 @@
 """Reads of cases, flags and decisions for the API. No writes."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Row, Select, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.referral.enums import CaseStatus
 from services.referral.models import Case, CaseTransition, DecisionRecord, Flag, Task
@@ -27,14 +29,17 @@ async def list_cases(
     overdue_at: datetime | None = None,
     after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
-) -> list[Case]:
-    """Cases, oldest first, after the (created_at, case_id) cursor.
+    columns: Sequence[InstrumentedAttribute[Any]] = (),
+) -> Sequence[Row[Any]]:
+    """Cases, oldest first, after the (created_at, case_id) cursor: rows of `columns` only (no
+    ORM objects: a page is read, validated and written out, never changed).
 
     With `overdue_at`, only the cases whose current stage was due before it, the most overdue
-    first, after the (due_at, case_id) cursor.
+    first, after the (due_at, case_id) cursor. Each filter has an index ending with the order
+    (migration 0008), so a page stops after `limit` rows.
     """
     key = (Case.due_at, Case.case_id) if overdue_at is not None else (Case.created_at, Case.case_id)
-    query = select(Case).order_by(*key).limit(limit)
+    query = select(*columns).order_by(*key).limit(limit)
     if overdue_at is not None:
         query = query.where(Case.due_at < overdue_at)
     if force_id is not None:
@@ -51,7 +56,7 @@ async def list_cases(
         query = query.where(Case.priority == priority)
     if after is not None:
         query = query.where(tuple_(*key) > tuple_(*after))
-    return list((await session.scalars(query)).all())
+    return (await session.execute(query)).all()
 
 
 async def case_transitions(
