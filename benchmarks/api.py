@@ -6,7 +6,8 @@
 2. A real `csae referral api` process serves it; an open-loop generator sends requests at a fixed
    rate (each timed from when it was due, so a saturated server shows as queueing, not as a
    slower sender) for: `/healthz` (the floor: the machine at this rate), a case read, the large
-   case's read, and each list filter. p50/p95 in milliseconds.
+   case's read, and each list filter. p50/p95 in milliseconds; first the same requests one at a
+   time ("alone": what one request costs, without a queue).
 3. The database is upgraded to head (0008: the read indexes; the time it takes is printed), the
    API restarted, and the same figures printed again beside the first.
 
@@ -227,7 +228,7 @@ async def measure(
             ids = [
                 str(r["case_id"])
                 for r in await connection.fetch(
-                    "SELECT case_id FROM cases TABLESAMPLE SYSTEM (1) LIMIT 2000"
+                    "SELECT case_id FROM cases ORDER BY random() LIMIT 2000"
                 )
             ]
         finally:
@@ -250,8 +251,12 @@ async def measure(
                     if "{case}" in path
                     else [path.format(cursor=cursor)]
                 )
-                for p in paths[:20]:  # warm up
+                alone = []
+                for p in (paths * 50)[:50]:  # one at a time: the cost of one request, no queue
+                    started = time.perf_counter()
                     await client.get(p)
+                    alone.append((time.perf_counter() - started) * 1000)
+                results[f"{name} alone"] = (percentile(alone, 50), percentile(alone, 95), 0)
                 results[name] = await at_rate(client, paths, bench.rate, bench.seconds)
     finally:
         await stop(process)
@@ -277,11 +282,11 @@ async def main() -> None:
             migrated = time.perf_counter() - started
             after = await measure(url, keys, key, bench, big, now)
         print(f"  upgrade 0007 -> head (read indexes) on the filled database: {migrated:.1f} s")
-        print(f"  {'p50 / p95 ms (non-200)':<36} {'before (0007)':>22} {'after (head)':>22}")
+        print(f"  {'p50 / p95 ms (non-200)':<42} {'before (0007)':>22} {'after (head)':>22}")
         for name, (b50, b95, berr) in before.items():
             a50, a95, aerr = after[name]
             print(
-                f"  {name:<36} {b50:8.1f} / {b95:8.1f} ({berr})  {a50:8.1f} / {a95:8.1f} ({aerr})"
+                f"  {name:<42} {b50:8.1f} / {b95:8.1f} ({berr})  {a50:8.1f} / {a95:8.1f} ({aerr})"
             )
     finally:
         await drop_database(url)
