@@ -305,22 +305,18 @@ def _breaker_close(settings: Settings, args: argparse.Namespace) -> int:
 
 def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
     from services.referral import retention
-    from services.referral.database import new_engine, new_sessionmaker
+    from services.referral.database import one_session
 
     async def once() -> list[retention.Done] | None:
-        engine = new_engine(settings.database_url)
-        try:
-            async with new_sessionmaker(engine)() as session, session.begin() as transaction:
-                done = await retention.run(
-                    session=session,
-                    now=datetime.now(UTC),
-                    periods=retention.Periods(*settings.retention()),
-                )
-                if args.dry_run:
-                    await transaction.rollback()
-                return done
-        finally:
-            await engine.dispose()
+        async with one_session(settings.database_url) as session, session.begin() as transaction:
+            done = await retention.run(
+                session=session,
+                now=datetime.now(UTC),
+                periods=retention.Periods(*settings.retention()),
+            )
+            if args.dry_run:
+                await transaction.rollback()
+            return done
 
     done = asyncio.run(once())
     if done is None:
@@ -334,15 +330,11 @@ def _retention_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from services.referral import audit
-    from services.referral.database import new_engine, new_sessionmaker
+    from services.referral.database import one_session
 
     async def once() -> audit.Verified:
-        engine = new_engine(settings.database_url)
-        try:
-            async with new_sessionmaker(engine)() as session:
-                return await audit.verify_stored(session=session)
-        finally:
-            await engine.dispose()
+        async with one_session(settings.database_url) as session:
+            return await audit.verify_stored(session=session)
 
     done = asyncio.run(once())
     if done.broken is not None:
@@ -360,18 +352,14 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from services.referral import audit
-    from services.referral.database import new_engine, new_sessionmaker
+    from services.referral.database import one_session
 
     async def once() -> int:
-        engine = new_engine(settings.database_url)
         lines = 0
-        try:
-            async with new_sessionmaker(engine)() as session:
-                async for entry in audit.export(session=session, since=args.since):
-                    sys.stdout.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                    lines += 1
-        finally:
-            await engine.dispose()
+        async with one_session(settings.database_url) as session:
+            async for entry in audit.export(session=session, since=args.since):
+                sys.stdout.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                lines += 1
         return lines
 
     lines = asyncio.run(once())
@@ -381,16 +369,12 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def _case_hold(settings: Settings, args: argparse.Namespace) -> int:
     from services.referral import retention
-    from services.referral.database import new_engine, new_sessionmaker
+    from services.referral.database import one_session
 
     async def once() -> bool:
-        engine = new_engine(settings.database_url)
-        try:
-            async with new_sessionmaker(engine)() as session, session.begin():
-                note = None if args.release else args.note
-                return await retention.hold(session=session, case_id=args.case_id, note=note)
-        finally:
-            await engine.dispose()
+        async with one_session(settings.database_url) as session, session.begin():
+            note = None if args.release else args.note
+            return await retention.hold(session=session, case_id=args.case_id, note=note)
 
     if not args.release and not args.note:
         print("a legal hold needs --note (why, and on whose authority)", file=sys.stderr)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schemas.flag import ModerationFlag
 from services.domain.breaker import BreakerSettings, Source, cooled, source_label, trips
 from services.referral import audit
-from services.referral.database import new_engine, new_sessionmaker
+from services.referral.database import one_session
 from services.referral.models import Breaker, SourceRate
 
 
@@ -207,33 +207,25 @@ async def sweep(session: AsyncSession, now: datetime, settings: BreakerSettings)
 
 async def run_listed(settings_url: str) -> list[Breaker]:
     """`csae breaker list`: the latest breakers, open and closed."""
-    engine = new_engine(settings_url)
-    try:
-        async with new_sessionmaker(engine)() as session:
-            return await listed(session)
-    finally:
-        await engine.dispose()
+    async with one_session(settings_url) as session:
+        return await listed(session)
 
 
 async def run_close(
     settings_url: str, source: Source, *, by: str, note: str, settings: BreakerSettings
 ) -> Breaker | None:
     """`csae breaker close`: close a source's open breaker, saying who and why."""
-    engine = new_engine(settings_url)
-    try:
-        async with new_sessionmaker(engine)() as session, session.begin():
-            now = datetime.now(UTC)
-            closed = await close(session, source, by=by, note=note, now=now, settings=settings)
-            await audit.record(
-                session=session,
-                entry=audit.Entry(
-                    actor=by,
-                    action="breaker.close",
-                    outcome="closed" if closed is not None else "none open",
-                    detail={"source": source_label(source)},
-                ),
-                now=now,
-            )
-            return closed
-    finally:
-        await engine.dispose()
+    async with one_session(settings_url) as session, session.begin():
+        now = datetime.now(UTC)
+        closed = await close(session, source, by=by, note=note, now=now, settings=settings)
+        await audit.record(
+            session=session,
+            entry=audit.Entry(
+                actor=by,
+                action="breaker.close",
+                outcome="closed" if closed is not None else "none open",
+                detail={"source": source_label(source)},
+            ),
+            now=now,
+        )
+        return closed

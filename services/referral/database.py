@@ -1,6 +1,8 @@
 """The PostgreSQL edge: engine, sessions and migrations."""
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -61,6 +63,17 @@ def new_engine(url: str) -> AsyncEngine:
 
 def new_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def one_session(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on an engine of its own, disposed of after: for a command that runs once."""
+    engine = new_engine(url)
+    try:
+        async with new_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -16,7 +16,7 @@ from services.pipeline.kafka import client_options, new_producer
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
 from services.pipeline.startup import startup_checks
-from services.referral.database import new_engine, new_sessionmaker
+from services.referral.database import new_engine, new_sessionmaker, one_session
 from services.referral.escalation import Escalator
 from services.referral.models import ParkedMessage
 from services.referral.worker import TaskRecorder, utc_now
@@ -49,17 +49,13 @@ def _breaches(metrics: Metrics) -> tuple[tuple[str, str], ...]:
 
 async def unresolved(settings: Settings) -> list[ParkedMessage]:
     """The parked messages nobody has resolved yet, oldest first."""
-    engine = new_engine(settings.database_url)
-    try:
-        async with new_sessionmaker(engine)() as session:
-            rows = await session.scalars(
-                select(ParkedMessage)
-                .where(ParkedMessage.resolved_at.is_(None))
-                .order_by(ParkedMessage.parked_at, ParkedMessage.offset)
-            )
-            return list(rows.all())
-    finally:
-        await engine.dispose()
+    async with one_session(settings.database_url) as session:
+        rows = await session.scalars(
+            select(ParkedMessage)
+            .where(ParkedMessage.resolved_at.is_(None))
+            .order_by(ParkedMessage.parked_at, ParkedMessage.offset)
+        )
+        return list(rows.all())
 
 
 async def replay(settings: Settings, clock: Callable[[], datetime] = utc_now) -> list[Replayed]:

@@ -123,12 +123,17 @@ async def _contents(session: AsyncSession, case_ids: list[UUID]) -> None:
         )
 
 
-async def _dismissed(session: AsyncSession, cutoff: datetime) -> Done:
-    ids = list(await session.scalars(_due(CaseStatus.DISMISSED, cutoff)))
+async def _delete_cases(session: AsyncSession, ids: list[UUID]) -> None:
+    """Delete the cases whole: their content, history and rows."""
     if ids:
         await _contents(session, ids)
         await session.execute(delete(CaseTransition).where(CaseTransition.case_id.in_(ids)))
         await session.execute(delete(Case).where(Case.case_id.in_(ids)))
+
+
+async def _dismissed(session: AsyncSession, cutoff: datetime) -> Done:
+    ids = list(await session.scalars(_due(CaseStatus.DISMISSED, cutoff)))
+    await _delete_cases(session, ids)
     return Done("dismissed", cutoff, len(ids))
 
 
@@ -156,10 +161,7 @@ async def _closed(session: AsyncSession, cutoff: datetime, now: datetime) -> Don
 
 async def _references(session: AsyncSession, cutoff: datetime) -> Done:
     ids = list(await session.scalars(_due(CaseStatus.CLOSED, cutoff)))
-    if ids:
-        await _contents(session, ids)
-        await session.execute(delete(CaseTransition).where(CaseTransition.case_id.in_(ids)))
-        await session.execute(delete(Case).where(Case.case_id.in_(ids)))
+    await _delete_cases(session, ids)
     return Done("reference", cutoff, len(ids))
 
 

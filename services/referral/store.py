@@ -403,17 +403,14 @@ def _escalate(
             for rule_id, entry in done.ledger.items():
                 subject.setdefault(rule_id, entry)
         # The case keeps its own rules and what fired on it; the subject's are read each time.
+        mine = {*done.fired, *(rule.rule_id for task in arriving for rule in task.rules)}
         own.update(
             (rule_id, entry)
             for rule_id, entry in done.ledger.items()
-            if rule_id not in own and (rule_id in done.fired or _arrived(rule_id, arriving))
+            if rule_id not in own and rule_id in mine
         )
         ledgers[key] = replace(done, ledger=own)
     return ledgers
-
-
-def _arrived(rule_id: str, arriving: Sequence[ReferralTask]) -> bool:
-    return any(rule.rule_id == rule_id for task in arriving for rule in task.rules)
 
 
 def _criteria(tasks: Sequence[ReferralTask]) -> list[str]:

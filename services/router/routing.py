@@ -31,25 +31,20 @@ _BEFORE_POLICY_VERSION = b',"policy_version":'
 class Routing:
     decision: Decision
     tasks: tuple[ReferralTask, ...]
-    verdict: Verdict | None = None
+    verdict: Verdict
     """What the policy said: its rules' JSON (made once per verdict) is spliced into the
     decision's and each task's, instead of serialising them again for every record."""
 
     def decision_json(self) -> bytes:
         """`decision.model_dump_json()`, byte for byte (a test compares them)."""
-        if self.verdict is None:
-            return self.decision.model_dump_json().encode()
         head = self.decision.model_dump_json(exclude=_RULES).encode()
         return _with_rules(head, self.verdict.rules_json)
 
     def task_json(self, task: ReferralTask, flag_json: bytes) -> bytes:
         """`task.model_dump_json()` with `flag_json` (the flag's own bytes, decoded and
         validated already) in place of serialising the flag again for every task."""
-        if self.verdict is None:
-            head = task.model_dump_json(exclude={"flag"}).encode()
-        else:
-            head = task.model_dump_json(exclude=_RULES_AND_FLAG).encode()
-            head = _with_rules(head, self.verdict.active_json)
+        head = task.model_dump_json(exclude=_RULES_AND_FLAG).encode()
+        head = _with_rules(head, self.verdict.active_json)
         return head[:-1] + b',"flag":' + flag_json + b"}"
 
 
