@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.flag import ModerationFlag
-from schemas.packets import IwfPacket, PolicePacket
+from schemas.packets import IwfPacket, NcaPacket, PolicePacket
 from schemas.referral import Decision, ReferralTask, RejectedMessage
 
 CONTRACTS: dict[str, type[BaseModel]] = {
@@ -16,6 +16,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "rejected_message.v1.json": RejectedMessage,
     "police_packet.v1.json": PolicePacket,
     "iwf_packet.v1.json": IwfPacket,
+    "nca_packet.v1.json": NcaPacket,
 }
 
 

@@ -5,6 +5,7 @@ sentence written by this service.
 """
 
 import re
+from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -69,7 +70,7 @@ call from another country, a reference quoted and a force to confirm."""
 class Authority(Contract):
     """Who receives the referral and how to reach them."""
 
-    kind: Literal["police", "iwf", "intl"]
+    kind: Literal["police", "iwf", "intl", "nca"]
     id: Label
     name: ShortText
     phone: ShortText | None = None
@@ -241,4 +242,100 @@ class IwfPacket(Contract):
     support: NspccGuidance = NSPCC_GUIDANCE
 
 
-Packet = PolicePacket | IwfPacket
+class NcaTier(StrEnum):
+    """How soon the NCA must have the report (our reading of SI 2026/268, unverified): from our
+    priority, P0 and P1 immediately, P2 as soon as reasonably practicable, P3 without undue
+    delay (`services.domain.nca.tier`)."""
+
+    IMMEDIATELY = "immediately"
+    AS_SOON_AS_REASONABLY_PRACTICABLE = "as_soon_as_reasonably_practicable"
+    WITHOUT_UNDUE_DELAY = "without_undue_delay"
+
+
+NCA_DECLARATION = (
+    "The reporting organisation declares that this report contains all the information listed "
+    "in Schedule 1 to the Online Safety (CSEA Content Reporting by Regulated User-to-User "
+    "Service Providers) Regulations 2026 that is reasonably available to it, that each item not "
+    "available is named as such, and that the information is accurate to the best of its "
+    "knowledge and belief."
+)
+"""Our wording of the declaration a report ends with (the regulations' own wording was not
+verified here): pinned, like the no-images statement."""
+NcaDeclaration = Annotated[str, StringConstraints(pattern=f"^{re.escape(NCA_DECLARATION)}$")]
+
+
+class EarlierReport(Contract):
+    """A report of the same subject already made elsewhere, so the receiver does not take it
+    for a new one (the NCA asks not to duplicate referrals already made to NCMEC)."""
+
+    receiver: Literal["nca", "ncmec_cybertipline"]
+    reference: ExternalReference
+    """The receiver's reference: the NCA's, or the CyberTipline report id."""
+    submitted_at: Timestamp
+    case_id: UUID
+    """This service's case that sent it."""
+    packet_version: int = Field(ge=1)
+
+
+class ScheduleItem(Contract):
+    """One item of Schedule 1 (our reading): given in this packet, or named as not available."""
+
+    item: Label
+    """Our id for the item (`services.domain.nca.SCHEDULE_1`)."""
+    asks_for: ShortText
+    """What the item asks for, in our words."""
+    available: bool
+    fields: list[Label] = Field(default_factory=list, max_length=16)
+    """Where this packet holds it (field names of `NcaPacket`), when available."""
+    note: Instruction | None = None
+    """Why it is not available, or what the value does and does not say."""
+
+
+class NcaService(Contract):
+    """The service the content was found on, and why the report falls in scope."""
+
+    name: Label
+    """The platform's name for its service (the flags' `platform.service`)."""
+    organisation_country: CountryCode
+    in_scope_because: list[Label] = Field(min_length=1, max_length=8)
+    """`uk_service`, or for a non-UK service the UK links found (`services.domain.nca`)."""
+
+
+class NcaPacket(Contract):
+    """The statutory report of CSEA content to the National Crime Agency (Online Safety Act
+    2023, s.66). Our own documented contract: the NCA's portal and API field names are not
+    public here. Schedule 1's items are listed in `schedule_1`, each given or named as not
+    available; the values are in the typed fields below, metadata only."""
+
+    kind: Literal["nca"] = "nca"
+    case_id: UUID
+    version: int = Field(ge=1)
+    built_at: Timestamp
+    authority: Authority
+    organisation: Organisation
+    """The reporter and its contact."""
+    service: NcaService
+    priority: Priority
+    tier: NcaTier
+    summary: str = Field(max_length=1024)
+    criteria: list[Criterion] = Field(max_length=4)
+    rules: list[FiredRule]
+    timeline: list[TimelineEntry]
+    """How the content was detected: each flag, its source and what it found."""
+    subject: SubjectIdentifiers
+    """The user identified: account identifiers and the IP addresses the platform gave."""
+    children: list[ChildKnown]
+    """Connected accounts, as far as the flags name them: the children at risk."""
+    content: list[ContentReference]
+    """The content's URLs, hashes, upload times and uploader IPs."""
+    earlier_reports: list[EarlierReport] = Field(default_factory=list)
+    """Reports of the same subject already sent to NCMEC (and earlier NCA references)."""
+    schedule_1: list[ScheduleItem]
+    supplement: Supplement | None = None
+    flags_omitted: int = Field(default=0, ge=0)
+    declaration: NcaDeclaration = NCA_DECLARATION
+    no_images_attached: NoImagesStatement = NO_IMAGES_STATEMENT
+    support: NspccGuidance | None = NSPCC_GUIDANCE
+
+
+Packet = PolicePacket | IwfPacket | NcaPacket

@@ -42,6 +42,9 @@ class DestinationKind(StrEnum):
     POLICE = "police"
     IWF = "iwf"
     INTL = "intl"
+    NCA = "nca"
+    """The National Crime Agency: the statutory report of CSEA content under the Online
+    Safety Act 2023, s.66 (`services.domain.nca`)."""
 
 
 class FiredRule(Contract):
@@ -62,7 +65,8 @@ class FiredRule(Contract):
 
 
 class Destination(Contract):
-    """Where a referral goes: a UK police force, the IWF, or another country's mechanism."""
+    """Where a referral goes: a UK police force, the IWF, another country's mechanism, or the
+    NCA (the statutory report)."""
 
     kind: DestinationKind
     force_id: Label | None = None
@@ -85,6 +89,8 @@ class Destination(Contract):
                 return f"police:{self.force_id}"
             case DestinationKind.IWF:
                 return "iwf"
+            case DestinationKind.NCA:
+                return "nca"
             case DestinationKind.INTL:
                 return f"intl:{self.country}:{self.mechanism}"
 

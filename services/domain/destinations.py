@@ -11,6 +11,9 @@
   organisation is: the UK force for the child's location when the child is in the UK, else that
   country's local police (`intl:<child's country>:local_police`); then to the organisation's
   destinations as above. Only the police where the child is can reach the child now.
+- A regulated service (`nca` in its directory entry's `reports_to`) also reports CSEA content
+  (grooming, coercion, images) to the NCA: all of it when the organisation is in the UK, the
+  UK-linked content when it is not (`services.domain.nca`).
 """
 
 from functools import lru_cache
@@ -23,6 +26,8 @@ from services.domain.mechanisms import (
     MECHANISMS,
     UK,
 )
+from services.domain.nca import CSEA_CRITERIA, in_scope_because
+from services.domain.organisations import Organisation
 
 
 @lru_cache(maxsize=1024)
@@ -38,6 +43,7 @@ def abroad(mechanism: str, country: str) -> Destination:
 
 
 IWF = Destination(kind=DestinationKind.IWF)
+NCA = Destination(kind=DestinationKind.NCA)
 
 
 def case_key(flag: ModerationFlag, destination: Destination) -> str:
@@ -117,13 +123,18 @@ def plan(
     home_force_id: str,
     *,
     emergency: bool = False,
+    organisation: Organisation | None = None,
 ) -> list[Destination]:
     """The destinations for a flag referred or reviewed under `criteria`.
 
     `emergency` (a P0 decision) puts the police where the child is first (`emergency_route`),
     and adds the local police outside the UK; in the UK the police destination is always there.
+    `organisation` (the flag's directory entry) adds the NCA, last, for CSEA content it must
+    report there.
     """
     destinations = _for_organisation(flag, criteria, directory, home_force_id, emergency)
+    if not CSEA_CRITERIA.isdisjoint(criteria) and in_scope_because(flag, organisation):
+        destinations.append(NCA)
     first = emergency_route(flag, directory, home_force_id) if emergency else None
     if first is None:
         return destinations

@@ -19,9 +19,18 @@ and its safeguarding contact would not answer for it. A single-organisation depl
 Without a directory file, the one organisation is the one configured by `CSAE_ORG_NAME`,
 `CSAE_SAFEGUARDING_CONTACT` and `CSAE_SAFEGUARDING_EMAIL`, for every flag (as before).
 
-`reports_to` says which kinds of destination the organisation has agreed to report to; it is
-recorded for the statutory destinations (the NCA, NCMEC) that depend on it, and is not yet used
-to route.
+`reports_to` says which kinds of destination the organisation reports to. `nca` in it marks a
+regulated service under the Online Safety Act 2023: its CSEA content goes to the NCA too (all of
+it for an organisation in the UK, the UK-linked content otherwise; `services.domain.nca`):
+
+      - org_id: example-video
+        name: Example Video Inc
+        safeguarding_contact: Trust and Safety desk, +1 202 000 0000
+        country: US
+        reports_to: [intl, nca]
+
+The other kinds are recorded, not yet used to route: police, IWF and abroad destinations follow
+from the flag (`services.domain.destinations`).
 """
 
 from dataclasses import dataclass

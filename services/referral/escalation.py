@@ -8,7 +8,7 @@ give the same priority whether they arrive on one flag or on several.
 - A case keeps a ledger of the active rules that fired on its flags (`Ledger`: rule id → the
   first flag it fired on, and the criteria it established). Its cost does not grow with the
   case: there are as many entries as the policy has rules.
-- Only a police or abroad case escalates, never an IWF case: that case is about images, and a
+- A police, abroad or NCA case escalates, never an IWF case: that case is about images, and a
   person looks at each one.
 - A case is escalated by the policy the worker runs. A case opened under another version (a
   policy changed while it was open, a rolling deploy) is re-evaluated by it: its ledger holds
@@ -38,7 +38,12 @@ from schemas.referral import (
     task_id_for,
 )
 from services.domain import destinations
-from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, first_due_at
+from services.domain.deadlines import (
+    DEFAULT_DEADLINES,
+    Deadlines,
+    first_due_at,
+    for_destination,
+)
 from services.domain.forces import ForceDirectory
 from services.domain.policy import MAX_MATCHED, Escalation, Policy
 
@@ -163,9 +168,6 @@ def _tasks(
         criteria=[Criterion(c) for c in criteria],
         matched=[f"fired={rule_id}" for rule_id in used][:MAX_MATCHED],
     )
-    due_at = first_due_at(
-        flag.detected_at, escalation.priority, escalation.outcome, escalator.deadlines
-    )
     return [
         ReferralTask(
             task_id=task_id_for(flag.flag_id, to, escalation.rule_id),
@@ -179,7 +181,12 @@ def _tasks(
             policy_version=completing.policy_version,
             detected_at=flag.detected_at,
             routed_at=now,
-            due_at=due_at,
+            due_at=first_due_at(
+                flag.detected_at,
+                escalation.priority,
+                escalation.outcome,
+                for_destination(to.kind, escalator.deadlines),
+            ),
             escalation=escalation.rule_id,
             escalated_from=[UUID(source) for source in sources[:16]],
             flag=flag,

@@ -105,7 +105,7 @@ class Case(Base):
     case_id: Mapped[UUID] = mapped_column(primary_key=True)
     case_key: Mapped[str] = mapped_column(String(400))
     destination: Mapped[str] = mapped_column(String(16))
-    """The destination kind: police, iwf or intl."""
+    """The destination kind: police, iwf, intl or nca."""
     destination_key: Mapped[str] = mapped_column(String(128))
     force_id: Mapped[str | None] = mapped_column(String(64))
     mechanism: Mapped[str | None] = mapped_column(String(64))

@@ -1,8 +1,9 @@
-"""A packet as plain text: read down the phone, or pasted into a police, hotline or IWF web form.
+"""A packet as plain text: read down the phone, or pasted into a police, hotline, IWF or NCA form.
 
 Its wording is a template per receiver: a UK police force, a country's police abroad (with that
 country's emergency number), a reporting hotline (NCMEC, an INHOPE member, a national
-mechanism), or the IWF. Pure; a packet stored before a field existed still reads right.
+mechanism), the IWF, or the NCA (the statutory report, with its Schedule 1 items). Pure; a
+packet stored before a field existed still reads right.
 """
 
 from enum import Enum
@@ -12,6 +13,7 @@ from schemas.packets import (
     NSPCC_AFTER_EMERGENCY,
     Authority,
     IwfPacket,
+    NcaPacket,
     Organisation,
     Packet,
     PolicePacket,
@@ -21,6 +23,7 @@ from schemas.packets import (
 from schemas.referral import Priority
 from services.domain.countries import COUNTRIES, UK_EMERGENCY, country_name
 from services.domain.mechanisms import LOCAL_POLICE, UK
+from services.domain.nca import TIER_WORDS
 from services.referral import packet_words as words
 
 _HASH_NAMES = (
@@ -39,12 +42,19 @@ class Receiver(Enum):
     POLICE_ABROAD = "a country's police abroad"
     HOTLINE = "a reporting hotline or national mechanism"
     IWF = "the Internet Watch Foundation"
+    NCA = "the National Crime Agency"
+
+
+_UK_RECEIVERS = (Receiver.UK_POLICE, Receiver.IWF, Receiver.NCA)
+"""Receivers in the UK whatever the case: a packet stored without its country is read so."""
 
 
 def receiver(authority: Authority) -> Receiver:
     """The template for an authority (inferred for packets stored before `police` existed)."""
     if authority.kind == "iwf":
         return Receiver.IWF
+    if authority.kind == "nca":
+        return Receiver.NCA
     if authority.kind == "police":
         return Receiver.UK_POLICE
     police = authority.police if authority.police is not None else authority.id == LOCAL_POLICE
@@ -89,6 +99,8 @@ def _title(authority: Authority) -> str:
             return f"CSAE REPORT TO {authority.name}"
         case Receiver.IWF:
             return "REPORT TO THE INTERNET WATCH FOUNDATION"
+        case Receiver.NCA:
+            return "STATUTORY CSEA REPORT TO THE NATIONAL CRIME AGENCY (ONLINE SAFETY ACT S.66)"
 
 
 def _sender_where(authority: Authority) -> str | None:
@@ -103,7 +115,7 @@ def _sender_where(authority: Authority) -> str | None:
 def _number(authority: Authority) -> str | None:
     """The receiver's emergency number in words: `911`, `110 (police; 112 also works)`."""
     number = authority.emergency_number
-    if number is None and receiver(authority) in (Receiver.UK_POLICE, Receiver.IWF):
+    if number is None and receiver(authority) in _UK_RECEIVERS:
         number = UK_EMERGENCY
     return words.number(number, authority.emergency_also) if number else None
 
@@ -127,6 +139,7 @@ def _banner(authority: Authority) -> str:
     who = receiver(authority)
     not_emergency = {
         Receiver.IWF: " THE IWF IS NOT AN EMERGENCY SERVICE.",
+        Receiver.NCA: " THE NCA'S REPORTING IS NOT AN EMERGENCY SERVICE.",
         Receiver.HOTLINE: " THIS REPORTING SERVICE IS NOT AN EMERGENCY SERVICE.",
     }.get(who, "")
     if _sender_where(authority):
@@ -136,7 +149,7 @@ def _banner(authority: Authority) -> str:
         )
     number = authority.emergency_number
     where = (_where(authority) or "").upper()
-    if who in (Receiver.UK_POLICE, Receiver.IWF):
+    if who in _UK_RECEIVERS:
         call = f"CALL {number or UK_EMERGENCY} NOW."
     else:
         # A number is never dropped for want of the country's name.
@@ -188,7 +201,7 @@ def _header(packet: Packet) -> list[str]:
         f"Case {packet.case_id} · packet version {packet.version} · built "
         f"{words.at(packet.built_at)}",
     ]
-    if isinstance(packet, PolicePacket):
+    if isinstance(packet, PolicePacket | NcaPacket):
         lines += [
             f"ESCALATED to {e.priority.value} at {words.at(e.at)}: "
             f"{words.escalated(e, packet.rules)}."
@@ -245,7 +258,7 @@ def _to(packet: Packet) -> list[str]:
     elif number and who is Receiver.UK_POLICE and packet.priority is Priority.P0:
         lines.append(f"  Emergency number: {number}")
     sender = _sender_where(authority)
-    if number and sender and who is not Receiver.IWF:
+    if number and sender and who not in (Receiver.IWF, Receiver.NCA):
         own = authority.sender_emergency_number or "your own emergency number"
         lines.append(
             f"  It works only in {where}. From {sender}, call {own} and ask your police to "
@@ -291,7 +304,7 @@ def _uk_sender(authority: Authority) -> bool:
     packet (inferred from the receiver for packets stored before `sender_country` existed)."""
     if authority.sender_country:
         return authority.sender_country == UK
-    return receiver(authority) in (Receiver.UK_POLICE, Receiver.IWF)
+    return receiver(authority) in _UK_RECEIVERS
 
 
 def _finding(entry: TimelineEntry) -> str:
@@ -309,7 +322,7 @@ def _finding(entry: TimelineEntry) -> str:
     return "; ".join(found)
 
 
-def _timeline(packet: PolicePacket) -> list[str]:
+def _timeline(packet: PolicePacket | NcaPacket) -> list[str]:
     lines = ["TIMELINE (oldest first)", *_omitted(packet.flags_omitted, packet.case_id)]
     own = {entry.flag_id for entry in packet.timeline if entry.escalation is None}
     order = list(Priority)
@@ -345,7 +358,7 @@ def _timeline(packet: PolicePacket) -> list[str]:
     return lines
 
 
-def _criteria(packet: PolicePacket) -> list[str]:
+def _criteria(packet: PolicePacket | NcaPacket) -> list[str]:
     uk = receiver(packet.authority) is Receiver.UK_POLICE
     lines = ["CRITERIA (UK reporting guidance)" if uk else "CRITERIA"]
     described = words.criteria_words(packet.criteria, packet.rules, packet.timeline)
@@ -366,7 +379,7 @@ def _criteria(packet: PolicePacket) -> list[str]:
     return lines
 
 
-def _people(packet: PolicePacket) -> list[str]:
+def _people(packet: PolicePacket | NcaPacket) -> list[str]:
     subject = packet.subject
     lines = ["SUBJECT (the reported account)", f"  Account id: {subject.account_id}"]
     if subject.username:
@@ -391,7 +404,7 @@ def _people(packet: PolicePacket) -> list[str]:
     return lines
 
 
-def _content(packet: PolicePacket) -> list[str]:
+def _content(packet: PolicePacket | NcaPacket) -> list[str]:
     lines = ["CONTENT REFERENCES (identifiers only)"]
     if not packet.content:
         lines.append("  None.")
@@ -415,6 +428,14 @@ def _police(packet: PolicePacket) -> list[str]:
         "SUMMARY",
         f"  {packet.summary}",
         "",
+        *_findings(packet),
+        *_footer(packet),
+    ]
+
+
+def _findings(packet: PolicePacket | NcaPacket) -> list[str]:
+    """What was found and about whom: criteria and rules, timeline, people, content."""
+    return [
         *_criteria(packet),
         "",
         *_timeline(packet),
@@ -423,7 +444,6 @@ def _police(packet: PolicePacket) -> list[str]:
         "",
         *_content(packet),
         "",
-        *_footer(packet),
     ]
 
 
@@ -445,7 +465,60 @@ def _iwf(packet: IwfPacket) -> list[str]:
     return [*lines, "", *_footer(packet)]
 
 
+def _earlier(packet: NcaPacket) -> list[str]:
+    lines = ["EARLIER REPORTS OF THIS SUBJECT (not to be taken for new ones)"]
+    if not packet.earlier_reports:
+        lines.append("  None recorded by this service.")
+    for report in packet.earlier_reports:
+        to = "NCMEC CyberTipline report" if report.receiver == "ncmec_cybertipline" else "NCA"
+        lines.append(
+            f"  - {to} {report.reference}, sent {words.at(report.submitted_at)} (case "
+            f"{report.case_id}, packet version {report.packet_version})"
+        )
+    return lines
+
+
+def _schedule(packet: NcaPacket) -> list[str]:
+    lines = ["SCHEDULE 1 ITEMS (our reading of SI 2026/268)"]
+    for item in packet.schedule_1:
+        state = "given" if item.available else "NOT AVAILABLE"
+        where = f" (in {', '.join(item.fields)})" if item.fields else ""
+        note = f": {item.note}" if item.note else ""
+        lines.append(f"  - {item.item}, {item.asks_for}: {state}{where}{note}")
+    return lines
+
+
+def _nca(packet: NcaPacket) -> list[str]:
+    service = packet.service
+    return [
+        *_header(packet),
+        *_supplement(packet.supplement),
+        *_parties(packet),
+        f"TIER: {TIER_WORDS[packet.tier]}; from priority {packet.priority.value}",
+        f"SERVICE: {service.name}, of an organisation in {_country(service.organisation_country)}"
+        f"; in scope because: {', '.join(service.in_scope_because)}",
+        "",
+        "SUMMARY",
+        f"  {packet.summary}",
+        "",
+        *_schedule(packet),
+        "",
+        *_earlier(packet),
+        "",
+        *_findings(packet),
+        "DECLARATION",
+        f"  {packet.declaration}",
+        "",
+        *_footer(packet),
+    ]
+
+
 def render_text(packet: Packet) -> str:
     """The packet in plain text, every field a person needs in reading order."""
-    lines = _iwf(packet) if isinstance(packet, IwfPacket) else _police(packet)
+    if isinstance(packet, NcaPacket):
+        lines = _nca(packet)
+    elif isinstance(packet, IwfPacket):
+        lines = _iwf(packet)
+    else:
+        lines = _police(packet)
     return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """Building case packets from the tasks of a case. Pure: metadata in, metadata out."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 from uuid import UUID
 
 from schemas.flag import MediaType, ModerationFlag, SignalCategory
@@ -13,11 +14,15 @@ from schemas.packets import (
     Authority,
     ChildKnown,
     ContentReference,
+    EarlierReport,
     IwfItem,
     IwfPacket,
+    NcaPacket,
+    NcaService,
     Organisation,
     Packet,
     PolicePacket,
+    ScheduleItem,
     SignalSeen,
     SubjectIdentifiers,
     Supplement,
@@ -34,6 +39,7 @@ from schemas.referral import (
 from services.domain.countries import COUNTRIES, UK_EMERGENCY, country_name
 from services.domain.forces import ForceDirectory
 from services.domain.mechanisms import LOCAL_POLICE, MECHANISM_CONTACTS, UK
+from services.domain.nca import NCA_NAME, NCA_WEBSITE, SCHEDULE_1, TIER_WORDS, tier, uk_links
 from services.referral import packet_words as words
 
 IWF_NAME = "Internet Watch Foundation"
@@ -140,6 +146,8 @@ def authority(
         case DestinationKind.POLICE:
             caller = _caller(sender_country, UK)
             who = _uk_police(destination, priority, directory, reference, reported, caller)
+        case DestinationKind.NCA:
+            who = _nca(priority, reference, reported, _caller(sender_country, UK))
     return who.model_copy(update=_sender(sender_country)) if sender_country else who
 
 
@@ -167,6 +175,46 @@ def _iwf(
         id="iwf",
         name=IWF_NAME,
         website=IWF_WEBSITE,
+        instruction=report,
+        police=False,
+        country=UK,
+        country_name=where,
+        emergency_number=UK_EMERGENCY,
+    )
+
+
+def _nca(
+    priority: Priority, reference: str | None, reported: bool, caller: _Caller | None
+) -> Authority:
+    """The NCA: a statutory report through its portal or API, within its tier's time. It is
+    not an emergency service: a child in danger now is a 999 call first."""
+    when = TIER_WORDS[tier(priority)].split(" (")[0]
+    quoting = f", quoting the earlier NCA reference {reference}" if reference else ""
+    report = f"Report to the NCA through its reporting portal or API{quoting}, {when}."
+    where = COUNTRIES[UK].name
+    if reported:
+        again = _call(UK_EMERGENCY, where, caller, when="again")
+        report = (
+            f"Already reported as an emergency under {reference}: report the new flags to the "
+            f"NCA, quoting it. If a child is in danger now, {again} (the NCA's reporting is not "
+            "an emergency service)."
+        )
+    elif priority is Priority.P0:
+        call = _call(UK_EMERGENCY, where, caller, when="now")
+        report = (
+            f"A child may be in immediate danger: {call} (the NCA's reporting is not an "
+            f"emergency service). Then {report[0].lower()}{report[1:]}"
+        )
+    else:
+        report += (
+            " It is not an emergency service: if a child is in immediate danger, "
+            f"{_call(UK_EMERGENCY, where, caller, when='now')}."
+        )
+    return Authority(
+        kind="nca",
+        id="nca",
+        name=NCA_NAME,
+        website=NCA_WEBSITE,
         instruction=report,
         police=False,
         country=UK,
@@ -597,6 +645,105 @@ def build_iwf_packet(
     )
 
 
+def _schedule_1(packet: NcaPacket) -> list[ScheduleItem]:
+    """Each Schedule 1 item (our reading): where the packet holds it, or why it is not there."""
+    content = packet.content
+    given: dict[str, tuple[list[str], str | None]] = {
+        "reporter": (["organisation"], None),
+        "content_and_detection": (
+            ["content", "timeline", "rules", "criteria"],
+            "identifiers, hashes and what the platform's systems found; no content attached",
+        ),
+        "service": (["service"], None),
+        "declaration": (["declaration"], None),
+        "account_identifiers": (["subject"], None),
+    }
+    if packet.earlier_reports or packet.supplement:
+        given["earlier_reports"] = (["earlier_reports", "supplement"], None)
+    if any(c.uploaded_at for c in content):
+        given["upload_time"] = (["content"], None)
+    if any(c.uploader_ip for c in content):
+        given["upload_ip"] = (["content"], None)
+    if any(c.url for c in content):
+        given["url"] = (["content"], None)
+    if any(c.hashes.model_dump(exclude_none=True) for c in content):
+        given["hashes"] = (["content"], None)
+    if packet.subject.ips:
+        given["login_ips"] = (
+            ["subject"],
+            "the IP addresses the platform gave for the account; the flags do not say which "
+            "were used to log in",
+        )
+    if any(child.account_id for child in packet.children):
+        given["connected_accounts"] = (
+            ["children"],
+            "the children's accounts the flags name; the flags hold no other connections",
+        )
+    missing = {
+        "earlier_reports": "no earlier report of this subject is recorded by this service",
+        "upload_time": "the flags give no upload time",
+        "upload_ip": "the flags give no uploader IP address",
+        "upload_port": "the flags carry no port number",
+        "url": "the flags give no URL",
+        "hashes": "the flags give no hash of the content",
+        "login_ips": "the flags give no IP address for the account",
+        "connected_accounts": "the flags name no connected account",
+    }
+    items = []
+    for item in SCHEDULE_1:
+        fields, note = given.get(item.item, ([], missing.get(item.item)))
+        items.append(
+            ScheduleItem(
+                item=item.item,
+                asks_for=item.asks_for,
+                available=item.item in given,
+                fields=fields,
+                note=note,
+            )
+        )
+    return items
+
+
+def nca_packet(
+    base: PolicePacket, tasks: Sequence[ReferralTask], earlier_reports: Sequence[EarlierReport]
+) -> NcaPacket:
+    """The statutory report to the NCA: what a police packet built for the NCA holds (reporter,
+    detection, subject, connected accounts, content), with the service, the tier, the earlier
+    reports of the subject, Schedule 1's items each given or named as not available, and the
+    declaration."""
+    flags = _flags(tasks)
+    latest = flags[-1]
+    country = latest.platform.country
+    because = ["uk_service"] if country == UK else sorted({x for f in flags for x in uk_links(f)})
+    packet = NcaPacket(
+        case_id=base.case_id,
+        version=base.version,
+        built_at=base.built_at,
+        authority=base.authority,
+        organisation=base.organisation,
+        service=NcaService(
+            name=latest.platform.service,
+            organisation_country=country,
+            in_scope_because=because or ["listed_as_regulated"],
+        ),
+        priority=base.priority,
+        tier=tier(base.priority),
+        summary=base.summary,
+        criteria=base.criteria,
+        rules=base.rules,
+        timeline=base.timeline,
+        subject=base.subject,
+        children=base.children,
+        content=base.content,
+        earlier_reports=list(earlier_reports),
+        schedule_1=[],
+        supplement=base.supplement,
+        flags_omitted=base.flags_omitted,
+        support=base.support,
+    )
+    return packet.model_copy(update={"schedule_1": _schedule_1(packet)})
+
+
 def build_packet(
     *,
     case_id: UUID,
@@ -609,18 +756,27 @@ def build_packet(
     supplement: Supplement | None = None,
     totals: Totals | None = None,
     reviewed_at: datetime | None = None,
+    earlier_reports: Sequence[EarlierReport] = (),
 ) -> Packet:
     """The packet for a case's destination, from the tasks attached to the case (or the latest of
     them, with `totals` over all of them).
 
     `reviewed_at`: when a person approved the case (review to ready), if one did: the flags held
     for review that were routed to it before then read as confirmed by that person.
+    `earlier_reports`: the subject's reports already sent elsewhere, which an NCA packet names.
     """
-    build = (
-        build_iwf_packet
-        if destination.kind is DestinationKind.IWF
-        else partial(build_police_packet, reviewed_at=reviewed_at)
-    )
+    build: Callable[..., Packet]
+    match destination.kind:
+        case DestinationKind.IWF:
+            build = build_iwf_packet
+        case DestinationKind.NCA:
+
+            def build(**given: Any) -> Packet:
+                base = build_police_packet(**given, reviewed_at=reviewed_at)
+                return nca_packet(base, tasks, earlier_reports)
+
+        case _:
+            build = partial(build_police_packet, reviewed_at=reviewed_at)
     return build(
         case_id=case_id,
         version=version,

@@ -22,7 +22,7 @@ from schemas.packets import Supplement
 from schemas.referral import Criterion, Decision, DestinationKind, Priority, ReferralTask
 from services.domain import breaker as flood
 from services.domain.breaker import BreakerSettings, Source, source_label
-from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, for_destination
 from services.domain.forces import ForceDirectory
 from services.domain.organisations import Organisations
 from services.referral import breakers, cases, escalation
@@ -280,7 +280,10 @@ async def _apply_round(
         held: set[UUID] = set()
         if holding:
             for key, arriving in by_case.items():
-                by_case[key] = [flood.held(t, holding, deadlines) for t in arriving]
+                by_case[key] = [
+                    flood.held(t, holding, for_destination(t.destination.kind, deadlines))
+                    for t in arriving
+                ]
                 held.update(
                     t.task_id for t, was in zip(by_case[key], arriving, strict=True) if t is not was
                 )
@@ -308,7 +311,7 @@ async def _apply_round(
                 by_case[key],
                 _criteria(by_case[key]),
                 opened=False,
-                deadlines=deadlines,
+                deadlines=for_destination(by_case[key][0].destination.kind, deadlines),
                 now=now,
                 flags=flags[key],
             )
@@ -468,7 +471,7 @@ async def _open_cases(
             tasks,
             _criteria(tasks),
             opened=True,
-            deadlines=deadlines,
+            deadlines=for_destination(tasks[0].destination.kind, deadlines),
             now=now,
             flags=flags[key],
         )
@@ -671,7 +674,7 @@ async def transition_case(
         again = cases.resend_later_flags(
             state,
             [_Facts(Priority(p), d, datetime.fromisoformat(at)) for p, d, at in unsent],
-            deadlines=packets.deadlines,
+            deadlines=for_destination(DestinationKind(case.destination), packets.deadlines),
             now=now,
         )
         _write(case, state)

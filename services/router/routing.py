@@ -18,8 +18,9 @@ from schemas.referral import (
     task_id_for,
 )
 from services.domain import destinations
-from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, first_due_at
+from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, first_due_at, for_destination
 from services.domain.forces import ForceDirectory
+from services.domain.organisations import Organisation
 from services.domain.policy import Policy, Verdict, evaluate
 
 _RULES = {"rules"}  # sets: pydantic takes them faster than frozensets
@@ -82,7 +83,11 @@ class _Planned(NamedTuple):
 
 
 def _planned(
-    flag: ModerationFlag, verdict: Verdict, directory: ForceDirectory, home_force_id: str
+    flag: ModerationFlag,
+    verdict: Verdict,
+    directory: ForceDirectory,
+    home_force_id: str,
+    organisation: Organisation | None = None,
 ) -> list[_Planned]:
     """The tasks to make: where each goes, with which criteria, priority and decision.
 
@@ -96,7 +101,14 @@ def _planned(
     emergency = verdict.priority is Priority.P0
 
     def where(criteria: tuple[Criterion, ...]) -> list[Destination]:
-        return destinations.plan(flag, criteria, directory, home_force_id, emergency=emergency)
+        return destinations.plan(
+            flag,
+            criteria,
+            directory,
+            home_force_id,
+            emergency=emergency,
+            organisation=organisation,
+        )
 
     if verdict.outcome is Outcome.REVIEW:
         return [
@@ -135,10 +147,12 @@ def route(
     home_force_id: str,
     now: datetime,
     deadlines: Mapping[Priority, Deadlines] = DEFAULT_DEADLINES,
+    organisation: Organisation | None = None,
 ) -> Routing:
-    """The decision for `flag` (every rule that fired) and its referral tasks."""
+    """The decision for `flag` (every rule that fired) and its referral tasks. `organisation`:
+    the flag's entry in the directory of reporting organisations (the NCA depends on it)."""
     verdict = evaluate(policy, flag)
-    planned = _planned(flag, verdict, directory, home_force_id)
+    planned = _planned(flag, verdict, directory, home_force_id, organisation)
     rules = list(verdict.rules)  # built once per verdict, shared by every task
     active = [rule for rule in rules if rule.mode == "active"]
     decision = _trusted(
@@ -174,7 +188,12 @@ def route(
                 "policy_version": policy.version,
                 "detected_at": flag.detected_at,
                 "routed_at": now,
-                "due_at": first_due_at(flag.detected_at, task.priority, task.kind, deadlines),
+                "due_at": first_due_at(
+                    flag.detected_at,
+                    task.priority,
+                    task.kind,
+                    for_destination(task.destination.kind, deadlines),
+                ),
                 "escalation": None,
                 "escalated_from": [],
                 "held": None,

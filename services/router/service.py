@@ -90,6 +90,11 @@ class FlagRouter:
                 home_force_id=self._settings.home_force_id,
                 now=now,
                 deadlines=self._settings.sla_deadlines,
+                organisation=(
+                    self._organisations.find(result.platform.org_id)
+                    if self._organisations is not None
+                    else None
+                ),
             )
         except (ValueError, OverflowError) as exc:
             # A valid flag that routing cannot handle is a bug of ours: say so loudly (log, DLQ,

@@ -229,6 +229,7 @@ def test_destination_must_be_addressed(fields: dict[str, str], message: str) -> 
     [
         ({"kind": "police", "force_id": "kent"}, "police:kent"),
         ({"kind": "iwf"}, "iwf"),
+        ({"kind": "nca"}, "nca"),
         (
             {"kind": "intl", "mechanism": "ncmec_cybertipline", "country": "US"},
             "intl:US:ncmec_cybertipline",

@@ -3,7 +3,8 @@
 A UK police force (a P1 case, a UK P0, a supplement to each, a case made P0 by an escalation
 across two flags, a sender abroad), a country's police abroad (the sender there, the sender in
 the UK, a country this service has no name for), a hotline (NCMEC's CyberTipline, at P1 and at
-P0) and the IWF (at P1 and at P0). A change to what a packet says must be seen and reviewed, so
+P0), the IWF (at P1 and at P0) and the NCA (a UK service at P1 and at P0, a US service's
+UK-linked content at P2). A change to what a packet says must be seen and reviewed, so
 it fails here first. After checking the difference, line by line as a call handler would read
 it, regenerate them: `CSAE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_packet_golden.py`.
 
@@ -65,6 +66,7 @@ US_POLICE = Destination(kind=DestinationKind.INTL, mechanism="local_police", cou
 NCMEC = Destination(kind=DestinationKind.INTL, mechanism="ncmec_cybertipline", country="US")
 XK_POLICE = Destination(kind=DestinationKind.INTL, mechanism="local_police", country="XK")
 IWF = Destination(kind=DestinationKind.IWF)
+NCA = Destination(kind=DestinationKind.NCA)
 US_PLATFORM = {"org_id": "org-test-us", "service": "chat", "country": "US"}
 US_SUBJECT = {"account_id": "acct-golden-subject", "ips": ["198.51.100.7"], "country": "US"}
 CHILD_IN_CV1 = {**CHILD, "location": {"country": "GB", "postcode_district": "CV1"}}
@@ -338,6 +340,48 @@ def escalated_case() -> list[ReferralTask]:
     return tasks
 
 
+def nca_case() -> list[ReferralTask]:
+    """A UK service's sextortion threat with an image, and grooming: the NCA at P1."""
+    content = image("content-golden-1") | {"uploader_ip": "192.0.2.10"}
+    sextortion = _flag(
+        2,
+        12,
+        signals=[_signal("coercion", "sextortion_threat", 0.92)],
+        content=[content, {"content_id": "msg-golden-7", "media_type": "text"}],
+        child=CHILD_IN_CV1,
+    )
+    grooming = _flag(1, 0, signals=[_signal("grooming", "grooming_pattern", 0.7)], child=CHILD)
+    return [_task(grooming, NCA, GROOMING), _task(sextortion, NCA, SEXTORTION)]
+
+
+def nca_p0_case() -> list[ReferralTask]:
+    """The UK P0 sextortion threat, at the NCA: 999 first, then the report, immediately."""
+    return [_task(t.flag, NCA, DANGER) for t in uk_p0_case()]
+
+
+def nca_non_uk_case() -> list[ReferralTask]:
+    """A US service's grooming of a child in the UK (UK-linked content): the NCA at P2."""
+    grooming = _us_flag(
+        signals=[_signal("grooming", "grooming_pattern", 0.95)],
+        child={"age_band": "under_13", "location": {"country": "GB"}},
+        content=[
+            {
+                "content_id": "msg-golden-9",
+                "media_type": "text",
+                "url": "https://chat.example.org/m/9",
+            }
+        ],
+    )
+    rule = _rule(
+        "grooming-high",
+        "refer",
+        Priority.P2,
+        Criterion.GROOMING,
+        matched=["signals[0].category=grooming", "signals[0].confidence>=0.9"],
+    )
+    return [_task(grooming, NCA, rule)]
+
+
 SENT = Supplement(
     supplements_version=1,
     external_reference="WMP-20261126-0042",
@@ -378,6 +422,9 @@ CASES: dict[str, Case] = {
     "hotline_packet_p0": Case(hotline_p0_case),
     "iwf_packet": Case(iwf_case),
     "iwf_packet_p0": Case(iwf_p0_case),
+    "nca_packet": Case(nca_case),
+    "nca_packet_p0": Case(nca_p0_case),
+    "nca_packet_non_uk": Case(nca_non_uk_case),
 }
 
 
@@ -454,8 +501,10 @@ def _as_stored_before(name: str) -> Packet:
     return TypeAdapter[Packet](Packet).validate_python(body)
 
 
-STORED_BEFORE = sorted(name for name in CASES if name != "police_packet_escalated")
-"""Escalations are new: no packet stored before them has one."""
+STORED_BEFORE = sorted(
+    name for name in CASES if name != "police_packet_escalated" and not name.startswith("nca")
+)
+"""Escalations and NCA packets are new: no packet stored before them has one."""
 
 
 @pytest.mark.parametrize("name", STORED_BEFORE)
