@@ -181,6 +181,19 @@ class Supplement(Contract):
     says so instead of asking for another emergency call. None on packets stored before."""
 
 
+class EarlierReport(Contract):
+    """A report of the same subject already made elsewhere, so the receiver does not take it
+    for a new one (the NCA asks not to duplicate referrals already made to NCMEC)."""
+
+    receiver: Literal["nca", "ncmec_cybertipline"]
+    reference: ExternalReference
+    """The receiver's reference: the NCA's, or the CyberTipline report id."""
+    submitted_at: Timestamp
+    case_id: UUID
+    """This service's case that sent it."""
+    packet_version: int = Field(ge=1)
+
+
 class PolicePacket(Contract):
     """A referral to a UK police force, or outside the UK to the country's police or its own
     reporting mechanism (a hotline such as NCMEC's CyberTipline or an INHOPE member).
@@ -204,6 +217,9 @@ class PolicePacket(Contract):
     children: list[ChildKnown]
     content: list[ContentReference]
     supplement: Supplement | None = None
+    earlier_reports: list[EarlierReport] = Field(default_factory=list)
+    """For a packet to NCMEC: the subject's reports already sent to the NCA (and to NCMEC from
+    other cases), so neither takes the other's for a new one. Empty otherwise."""
     flags_omitted: int = Field(default=0, ge=0)
     """Earlier flags of the case this packet does not list (a case holds more flags than a
     packet shows); every flag is listed by the case API."""
@@ -262,19 +278,6 @@ NCA_DECLARATION = (
 """Our wording of the declaration a report ends with (the regulations' own wording was not
 verified here): pinned, like the no-images statement."""
 NcaDeclaration = Annotated[str, StringConstraints(pattern=f"^{re.escape(NCA_DECLARATION)}$")]
-
-
-class EarlierReport(Contract):
-    """A report of the same subject already made elsewhere, so the receiver does not take it
-    for a new one (the NCA asks not to duplicate referrals already made to NCMEC)."""
-
-    receiver: Literal["nca", "ncmec_cybertipline"]
-    reference: ExternalReference
-    """The receiver's reference: the NCA's, or the CyberTipline report id."""
-    submitted_at: Timestamp
-    case_id: UUID
-    """This service's case that sent it."""
-    packet_version: int = Field(ge=1)
 
 
 class ScheduleItem(Contract):

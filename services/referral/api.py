@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 from uuid import UUID, uuid4
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_asgi_app
@@ -29,7 +29,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,14 +37,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.base import PRINTABLE, Label
 from schemas.media import embedded_media
-from schemas.packets import NSPCC_GUIDANCE, ExternalReference, Packet
+from schemas.packets import NSPCC_GUIDANCE, ExternalReference
 from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.breaker import BreakerSettings
 from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import organisations
-from services.referral import audit, breakers, ncmec_xml, queries, store
+from services.referral import audit, breakers, queries, renderings, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
@@ -59,8 +58,8 @@ from services.referral.exceptions import (
 from services.referral.keys import Keyring, Role
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Breaker, Case
-from services.referral.packet_text import render_text
 from services.referral.packets import Reporter
+from services.referral.renderings import Format
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +151,23 @@ class TransitionView(BaseModel):
     packet_version: int | None
 
 
+class ReceiptView(BaseModel):
+    """What was sent for the case: the version and rendering, the sha256 of its bytes as this
+    API serves them (`X-Packet-SHA256`), when, by whom, and the reference that came back."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    receipt_id: UUID
+    packet_version: int
+    format: str
+    sha256: str
+    size: int
+    destination_key: str
+    sent_at: datetime
+    actor: str
+    external_reference: str
+
+
 class CaseDetail(CaseSummary):
     org_id: str
     subject_account_id: str
@@ -171,6 +187,8 @@ class CaseDetail(CaseSummary):
     """Earlier flags exist: ask again with `flags_offset` set to this for them."""
     guidance: str | None
     """For a case under review: where a reviewer unsure whether to report can get advice."""
+    receipts: list[ReceiptView] = []
+    """Its delivery receipts, one per submission, oldest first (the latest `limit`)."""
 
 
 def _no_media(value: str) -> str:
@@ -196,6 +214,9 @@ class TransitionRequest(BaseModel):
     the flags it added come back at once as a supplementary packet."""
     expected_updated_at: Instant | None = None
     """The case's `updated_at` as read: the move is refused (409) if the case changed since."""
+    format: Format | None = None
+    """With `submitted`: the rendering that was sent (`?format=` of the packet route); by
+    default `ncmec-xml` for a case to NCMEC, else `json`. The receipt keeps its sha256."""
     note: (
         Annotated[
             str,
@@ -323,7 +344,6 @@ class Trail:
     request_id: str | None
 
 
-_packet = TypeAdapter[Packet](Packet)
 _bearer = HTTPBearer(auto_error=False)
 _STATUS: dict[type[ReferralError], int] = {
     InvalidRequest: 400,
@@ -620,6 +640,10 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             flags_total=case.flag_count,
             flags_offset=flags_offset + limit if flags_offset + limit < tasks else None,
             guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
+            receipts=[
+                ReceiptView.model_validate(r)
+                for r in await queries.case_receipts(session=s, case_id=case.case_id, limit=limit)
+            ],
         )
 
     @app.post(
@@ -655,8 +679,17 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 note=request.note,
                 packet_version=request.packet_version,
                 expected_updated_at=request.expected_updated_at,
+                sent_format=request.format,
             )
             facts |= {"from": moved.previous.value, "status": moved.case.status.value}
+            if moved.receipt is not None:  # what was sent; the reference stays in the case
+                receipt = moved.receipt
+                facts |= {
+                    "receipt": str(receipt.receipt_id),
+                    "destination": receipt.destination_key.split(":")[0],
+                    "format": receipt.format,
+                    "sha256": receipt.sha256,
+                }
         case = moved.case
         if moved.ready_seconds is not None:
             metrics.stage_seconds.labels("ready_to_submitted", case.submitted_due_priority).observe(
@@ -738,11 +771,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         version: int,
         s: Db,
         t: Audited,
-        rendering: Annotated[Literal["json", "text", "ncmec-xml"], Query(alias="format")] = "json",
+        rendering: Annotated[Format, Query(alias="format")] = "json",
     ) -> Any:
         """One version of the case's packet, as JSON, or with `format=text` as plain text to read
         down the phone or paste into a web form, or for a case to NCMEC with `format=ncmec-xml`
-        as a CyberTipline report (valid against NCMEC's schema; metadata only, no files)."""
+        as a CyberTipline report (valid against NCMEC's schema; metadata only, no files). The
+        `X-Packet-SHA256` header is the sha256 of the bytes served, as a delivery receipt of
+        this version and format records it."""
         held = version if 1 <= version <= INT32_MAX else None  # past it: no such version
         route = "GET /v1/cases/{case_id}/packets/{version}"
         # A version read for the first time is built and kept, in the entry's transaction.
@@ -757,14 +792,16 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 )
             if packet is None:
                 raise NotFound(f"no packet version {version} for case {case_id}")
-            answer: Any = packet.body
-            if rendering == "text":
-                answer = PlainTextResponse(render_text(_packet.validate_python(packet.body)))
-            elif rendering == "ncmec-xml":  # a case not for NCMEC is refused (400), and recorded
+            service = None
+            if rendering == "ncmec-xml":  # a case not for NCMEC is refused (400), and recorded
                 service = await queries.service_of(session=s, case_id=case_id)
-                report = ncmec_xml.render(_packet.validate_python(packet.body), service=service)
-                answer = Response(report, media_type="application/xml")
-        return answer
+            served = renderings.render(packet.body, rendering, service=service)
+            facts["sha256"] = served.sha256
+        return Response(
+            served.content,
+            media_type=served.media_type,
+            headers={"X-Packet-SHA256": served.sha256},
+        )
 
     @app.get(
         "/v1/flags/{flag_id}",

@@ -67,6 +67,9 @@ OPEN_CASE_PREDICATE = "status IN ('review', 'ready', 'submitted', 'acknowledged'
 """The open statuses, as the partial unique index on `case_key` states them."""
 
 
+STATUTORY_PREDICATE = "(destination = 'nca' OR mechanism = 'ncmec_cybertipline')"
+"""The cases whose reports name each other (the NCA and NCMEC), as their partial index states."""
+
 _FILTERED = ("status", "destination", "priority", "force_id")
 """The columns `GET /v1/cases` filters on by equality."""
 _WAITING = text("due_at IS NOT NULL")
@@ -98,6 +101,14 @@ class Case(Base):
             "org_id",
             "subject_account_id",
             postgresql_where=text(OPEN_CASE_PREDICATE),
+        ),
+        # The subject's reports to the NCA and NCMEC, open or closed: each names the others
+        # (migration 0009).
+        Index(
+            "ix_cases_statutory_subject",
+            "org_id",
+            "subject_account_id",
+            postgresql_where=text(STATUTORY_PREDICATE),
         ),
         {"comment": "One case per subject and destination while open: the unit of work."},
     )
@@ -225,6 +236,34 @@ class PacketRecord(Base):
     supplements_version: Mapped[int | None] = mapped_column(Integer)
     """For a supplementary packet, the version already sent that it adds to."""
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class DeliveryReceipt(Base):
+    __tablename__ = "delivery_receipts"
+    __table_args__ = (
+        Index("ix_delivery_receipts_case_id_sent_at", "case_id", "sent_at"),
+        {
+            "comment": "What was sent for a case (packet version, format, sha256 of the bytes as "
+            "served), when, by whom, and the receiver's reference. Never the packet itself."
+        },
+    )
+
+    receipt_id: Mapped[UUID] = mapped_column(primary_key=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.case_id"))
+    packet_version: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    """The rendering sent: `json`, `text` or `ncmec-xml`, as `GET .../packets/{v}?format=`."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    """sha256 hex of that rendering's bytes exactly as the API serves them."""
+    size: Mapped[int] = mapped_column(Integer)
+    """Their length in bytes."""
+    destination_key: Mapped[str] = mapped_column(String(128))
+    sent_at: Mapped[datetime] = mapped_column(Timestamp)
+    """When a person recorded it sent (the `submitted` move)."""
+    actor: Mapped[str] = mapped_column(String(64))
+    """The API key that recorded it (`<role>:<key id>`), never a name."""
+    external_reference: Mapped[str] = mapped_column(String(64))
+    """The receiver's reference that came back (for NCMEC, the CyberTipline report id)."""
 
 
 class ParkedMessage(Base):

@@ -202,9 +202,13 @@ def _reported(report: ET.Element, packet: PolicePacket, service: str | None) -> 
     for ip in subject.ips:
         _sub(_sub(reported, "ipCaptureEvent"), "ipAddress", str(ip))
     reference = packet.supplement.external_reference if packet.supplement else None
-    if reference and reference.isdigit() and len(reference) <= 18:
-        # A CyberTipline report id is a number (`xs:long`): the report this one adds to.
-        _sub(reported, "priorCTReports", reference)
+    prior = [reference] if reference else []
+    prior += [r.reference for r in packet.earlier_reports if r.receiver == NCMEC_MECHANISM]
+    for report_id in dict.fromkeys(prior):
+        if report_id.isdigit() and len(report_id) <= 18:
+            # A CyberTipline report id is a number (`xs:long`): the report this one adds to, and
+            # those sent for the same account from other cases.
+            _sub(reported, "priorCTReports", report_id)
     if subject.country in COUNTRIES:
         _sub(_sub(reported, "estimatedLocation"), "countryCode", subject.country)
 
@@ -247,5 +251,13 @@ def _notes(packet: PolicePacket) -> str:
         lines.extend(_content(item) for item in packet.content)
     if packet.flags_omitted:
         lines.append(f"Earlier flags of the case not listed here: {packet.flags_omitted}.")
+    # The schema has no place for another body's reference: the NCA's go here, so the NCA and
+    # NCMEC each see that the other has the report (the NCA asks for no duplicate referral).
+    lines.extend(
+        f"Also reported to the UK National Crime Agency (NCA) under reference {r.reference}, "
+        f"sent at {_at(r.submitted_at)}."
+        for r in packet.earlier_reports
+        if r.receiver == "nca"
+    )
     lines.append(packet.no_images_attached)
     return "\n".join(lines)

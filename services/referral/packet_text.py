@@ -428,6 +428,7 @@ def _police(packet: PolicePacket) -> list[str]:
         "SUMMARY",
         f"  {packet.summary}",
         "",
+        *([*_earlier(packet), ""] if packet.earlier_reports else []),
         *_findings(packet),
         *_footer(packet),
     ]
@@ -465,7 +466,7 @@ def _iwf(packet: IwfPacket) -> list[str]:
     return [*lines, "", *_footer(packet)]
 
 
-def _earlier(packet: NcaPacket) -> list[str]:
+def _earlier(packet: PolicePacket | NcaPacket) -> list[str]:
     lines = ["EARLIER REPORTS OF THIS SUBJECT (not to be taken for new ones)"]
     if not packet.earlier_reports:
         lines.append("  None recorded by this service.")

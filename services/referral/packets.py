@@ -521,6 +521,7 @@ def build_police_packet(
     supplement: Supplement | None = None,
     totals: Totals | None = None,
     reviewed_at: datetime | None = None,
+    earlier_reports: Sequence[EarlierReport] = (),
 ) -> PolicePacket:
     flags = _flags(tasks)
     priority = totals.priority if totals else _most_urgent(tasks)
@@ -579,6 +580,7 @@ def build_police_packet(
         children=_children(flags),
         content=list(content.values()),
         supplement=supplement,
+        earlier_reports=list(earlier_reports),
         flags_omitted=totals.omitted if totals else 0,
         support=_support(sender, priority),
     )
@@ -763,7 +765,8 @@ def build_packet(
 
     `reviewed_at`: when a person approved the case (review to ready), if one did: the flags held
     for review that were routed to it before then read as confirmed by that person.
-    `earlier_reports`: the subject's reports already sent elsewhere, which an NCA packet names.
+    `earlier_reports`: the subject's reports already sent to the NCA or NCMEC from its other
+    cases, which a packet to either names.
     """
     build: Callable[..., Packet]
     match destination.kind:
@@ -776,7 +779,9 @@ def build_packet(
                 return nca_packet(base, tasks, earlier_reports)
 
         case _:
-            build = partial(build_police_packet, reviewed_at=reviewed_at)
+            build = partial(
+                build_police_packet, reviewed_at=reviewed_at, earlier_reports=earlier_reports
+            )
     return build(
         case_id=case_id,
         version=version,

@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.referral.enums import CaseStatus
-from services.referral.models import Case, CaseTransition, DecisionRecord, Flag, Task
+from services.referral.models import (
+    Case,
+    CaseTransition,
+    DecisionRecord,
+    DeliveryReceipt,
+    Flag,
+    Task,
+)
 
 
 async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
@@ -123,3 +130,16 @@ async def service_of(*, session: AsyncSession, case_id: UUID) -> str | None:
         .limit(1)
     )
     return str(service) if service is not None else None
+
+
+async def case_receipts(
+    *, session: AsyncSession, case_id: UUID, limit: int
+) -> Sequence[DeliveryReceipt]:
+    """A case's delivery receipts, oldest first (the latest `limit` of them)."""
+    rows = await session.scalars(
+        select(DeliveryReceipt)
+        .where(DeliveryReceipt.case_id == case_id)
+        .order_by(DeliveryReceipt.sent_at.desc(), DeliveryReceipt.receipt_id)
+        .limit(limit)
+    )
+    return list(rows)[::-1]

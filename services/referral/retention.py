@@ -8,8 +8,10 @@ the reason for each are in the README):
   bodies, tasks, packets and history are deleted.
 - `closed`: a referred case after it closed: the flags' bodies, tasks and packets are deleted,
   and the case is redacted (the reported account and the notes of its history removed); its
-  row, status, times and the receiver's reference stay, so a later request quoting the
-  reference can be answered ("we referred that, on that day").
+  row, status, times, the receiver's reference and its delivery receipts (version, format,
+  sha256, time, actor, reference: nothing of the packet) stay, so a later request quoting the
+  reference can be answered ("we referred that, on that day"). For the NCA this is our reading
+  of SI 2026/268 (unverified): the information sent is kept 1 year, the NCA reference 5.
 - `reference`: the redacted case and its history after closure, then deleted.
 
 A case on legal hold (`csae cases hold`) is skipped by all of them. Every run records what it
@@ -31,6 +33,7 @@ from services.referral.models import (
     Case,
     CaseTransition,
     DecisionRecord,
+    DeliveryReceipt,
     Flag,
     PacketRecord,
     RetentionRun,
@@ -127,6 +130,7 @@ async def _delete_cases(session: AsyncSession, ids: list[UUID]) -> None:
     """Delete the cases whole: their content, history and rows."""
     if ids:
         await _contents(session, ids)
+        await session.execute(delete(DeliveryReceipt).where(DeliveryReceipt.case_id.in_(ids)))
         await session.execute(delete(CaseTransition).where(CaseTransition.case_id.in_(ids)))
         await session.execute(delete(Case).where(Case.case_id.in_(ids)))
 

@@ -18,32 +18,36 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.flag import ModerationFlag
-from schemas.packets import Supplement
+from schemas.packets import EarlierReport, Supplement
 from schemas.referral import Criterion, Decision, DestinationKind, Priority, ReferralTask
 from services.domain import breaker as flood
 from services.domain.breaker import BreakerSettings, Source, source_label
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, for_destination
 from services.domain.forces import ForceDirectory
 from services.domain.organisations import Organisations
-from services.referral import breakers, cases, escalation
+from services.referral import breakers, cases, escalation, queries, renderings
 from services.referral.cases import Breach, CaseState
 from services.referral.database import JsonText
 from services.referral.enums import OPEN_STATUSES, CaseStatus
 from services.referral.escalation import Escalator
-from services.referral.exceptions import ConcurrentChange, Conflict, NotFound
+from services.referral.exceptions import ConcurrentChange, Conflict, InvalidRequest, NotFound
 from services.referral.lifecycle import SYSTEM_ACTOR
 from services.referral.models import (
     OPEN_CASE_PREDICATE,
+    STATUTORY_PREDICATE,
     Base,
     Case,
     CaseTransition,
     DecisionRecord,
+    DeliveryReceipt,
     Flag,
     PacketRecord,
     ParkedMessage,
     Task,
 )
+from services.referral.ncmec_xml import NCMEC_MECHANISM
 from services.referral.packets import Reporter, Totals, build_packet
+from services.referral.renderings import Format
 
 log = logging.getLogger(__name__)
 
@@ -600,6 +604,8 @@ class Moved:
     """Breaches found by the move (a stage done late; a round closed by a supplement)."""
     ready_seconds: float | None = None
     """For a submission: how long the packet was ready before a person sent it."""
+    receipt: DeliveryReceipt | None = None
+    """For a submission: what was sent, when, by whom, and the reference that came back."""
 
 
 def _write(case: Case, state: CaseState) -> None:
@@ -619,6 +625,7 @@ async def transition_case(
     note: str | None = None,
     packet_version: int | None = None,
     expected_updated_at: datetime | None = None,
+    sent_format: Format | None = None,
 ) -> Moved:
     """A person moves a case. Locks the row meanwhile.
 
@@ -626,6 +633,10 @@ async def transition_case(
     the case changed since, e.g. a flag joined a review. `packet_version` names the version a
     person sent, which is built now if nobody read it before; when a later one exists, the flags
     it added are not lost: the case is made ready again at once with a supplementary packet.
+    A submission stores a delivery receipt: the version, `sent_format` (the rendering sent:
+    `ncmec-xml` for a case to NCMEC unless given, else `json`) and the sha256 of its bytes as
+    the API serves them, the time, the actor and the reference. A case to NCMEC is submitted
+    with its CyberTipline report id, a number, as the reference.
     """
     case = await session.scalar(select(Case).where(Case.case_id == case_id).with_for_update())
     if case is None:
@@ -635,12 +646,22 @@ async def transition_case(
             f"the case changed at {case.updated_at.isoformat()}, after the version you read; "
             "read it again before moving it"
         )
+    if sent_format is not None and to is not CaseStatus.SUBMITTED:
+        raise InvalidRequest("format is recorded only when moving to submitted")
+    to_ncmec = case.mechanism == NCMEC_MECHANISM
+    reference = external_reference or ""
+    if to is CaseStatus.SUBMITTED and to_ncmec and reference and not _is_report_id(reference):
+        raise InvalidRequest(
+            "a case to NCMEC is submitted with its CyberTipline report id, a number, as "
+            "external_reference"
+        )
     state = _state(case)
     previous, ready_since = state.status, state.ready_at
+    sent: PacketRecord | None = None
     if to is CaseStatus.SUBMITTED and packet_version is not None:
         # The version sent is kept as it was read (or would have been): built before the move,
         # so a supplement still names the version sent before it.
-        await _materialise(
+        sent = await _materialise(
             session=session, case=case, version=packet_version, config=packets, now=now
         )
     moved = cases.move(
@@ -680,11 +701,34 @@ async def transition_case(
         _write(case, state)
         _log(session, case, CaseStatus.SUBMITTED, actor=SYSTEM_ACTOR, now=now, note=again.note)
         breaches += again.breaches
+    receipt = None
+    if sent is not None and external_reference is not None:
+        fmt: Format = sent_format or ("ncmec-xml" if to_ncmec else "json")
+        service = await queries.service_of(session=session, case_id=case.case_id)
+        rendered = renderings.render(sent.body, fmt, service=service)
+        receipt = DeliveryReceipt(
+            receipt_id=uuid4(),
+            case_id=case.case_id,
+            packet_version=sent.version,
+            format=fmt,
+            sha256=rendered.sha256,
+            size=len(rendered.content),
+            destination_key=case.destination_key,
+            sent_at=now,
+            actor=actor,
+            external_reference=external_reference,
+        )
+        session.add(receipt)
     waited = None
     if previous is CaseStatus.READY and ready_since is not None:
         waited = max((now - ready_since).total_seconds(), 0.0)
     await session.flush()
-    return Moved(case, previous, breaches, waited)
+    return Moved(case, previous, breaches, waited, receipt)
+
+
+def _is_report_id(reference: str) -> bool:
+    """A CyberTipline report id: a number (the schema's `xs:long`)."""
+    return reference.isdigit() and len(reference) <= 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -771,6 +815,7 @@ async def _materialise(
         supplement=supplement,
         totals=totals,
         reviewed_at=await _approved_at(session, case.case_id),
+        earlier_reports=await _earlier_reports(session, case),
     )
     await session.execute(
         insert(PacketRecord)
@@ -785,6 +830,42 @@ async def _materialise(
         .on_conflict_do_nothing()
     )
     return await session.get(PacketRecord, (case.case_id, version), populate_existing=True)
+
+
+EARLIER_REPORTS = 32
+"""A packet names at most this many earlier reports of its subject, the latest."""
+
+
+async def _earlier_reports(session: AsyncSession, case: Case) -> list[EarlierReport]:
+    """For a case to the NCA or NCMEC: the reports its subject's other cases sent to either (their
+    delivery receipts), oldest first, so neither takes the other's for a new referral. Empty
+    for any other case."""
+    if case.destination != DestinationKind.NCA.value and case.mechanism != NCMEC_MECHANISM:
+        return []
+    rows = (
+        await session.execute(
+            select(DeliveryReceipt, Case.destination)
+            .join(Case, Case.case_id == DeliveryReceipt.case_id)
+            .where(
+                Case.org_id == case.org_id,
+                Case.subject_account_id == case.subject_account_id,
+                Case.case_id != case.case_id,
+                text(STATUTORY_PREDICATE),  # literal, as the partial index states it
+            )
+            .order_by(DeliveryReceipt.sent_at.desc(), DeliveryReceipt.receipt_id)
+            .limit(EARLIER_REPORTS)
+        )
+    ).all()
+    return [
+        EarlierReport(
+            receiver="nca" if destination == DestinationKind.NCA.value else "ncmec_cybertipline",
+            reference=receipt.external_reference,
+            submitted_at=receipt.sent_at,
+            case_id=receipt.case_id,
+            packet_version=receipt.packet_version,
+        )
+        for receipt, destination in reversed(rows)
+    ]
 
 
 async def _approved_at(session: AsyncSession, case_id: UUID) -> datetime | None:

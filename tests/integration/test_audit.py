@@ -97,7 +97,17 @@ async def test_reads_and_a_move_are_recorded_with_the_key_and_ids_never_contents
         "paged": False,
         "rows": rows,
     }
-    assert log[2].detail == {"to": "submitted", "from": "ready", "status": "submitted"}
+    (receipt,) = moved.json()["receipts"]  # what was sent: its sha256, never its reference
+    assert log[2].detail == {
+        "to": "submitted",
+        "from": "ready",
+        "status": "submitted",
+        "receipt": receipt["receipt_id"],
+        "destination": "police",
+        "format": "json",
+        "sha256": receipt["sha256"],
+    }
+    assert log[3].detail == {"format": "json", "sha256": receipt["sha256"]}
     assert (log[2].packet_version, log[3].packet_version) == (1, 1)
     assert (log[4].flag_id, log[4].detail) == (flag.flag_id, {"cases": 1})
     assert log[6].detail == {"to": "dismissed"}

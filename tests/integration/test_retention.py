@@ -15,6 +15,7 @@ from services.referral.models import (
     Case,
     CaseTransition,
     DecisionRecord,
+    DeliveryReceipt,
     Flag,
     PacketRecord,
     RetentionRun,
@@ -112,6 +113,11 @@ async def test_retention_deletes_and_redacts_what_is_due_and_a_hold_stops_it(
             "KNT-RETAIN-1",
         )
         assert "acct-retain-closed" not in redacted.case_key
+        receipt = await session.scalar(
+            select(DeliveryReceipt).where(DeliveryReceipt.case_id == closed)
+        )
+        assert receipt is not None, "what was sent and its reference stay with the reference"
+        assert (receipt.external_reference, receipt.packet_version) == ("KNT-RETAIN-1", 1)
         for case_id, tasks in ((closed, 0), (held, 1)):
             count = await session.scalar(select(func.count()).where(Task.case_id == case_id))
             assert count == tasks
@@ -138,6 +144,8 @@ async def test_retention_deletes_and_redacts_what_is_due_and_a_hold_stops_it(
     async with sessions() as session:
         assert await session.get(Case, closed) is None
         assert await session.get(Case, held) is None
+        receipts = select(func.count()).where(DeliveryReceipt.case_id.in_([closed, held]))
+        assert await session.scalar(receipts) == 0
         runs = await session.scalar(select(func.count()).select_from(RetentionRun))
         on_trail = list(
             await session.scalars(

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.flag import ModerationFlag
-from schemas.packets import PolicePacket, Supplement
+from schemas.packets import EarlierReport, PolicePacket, Supplement
 from schemas.referral import (
     Criterion,
     Destination,
@@ -381,3 +381,33 @@ def test_a_supplement_names_the_earlier_report_and_is_not_escalated_again() -> N
     assert "Supplementary to the referral sent as 123456789" in (
         report.findtext("additionalInfo") or ""
     )
+
+
+def test_earlier_reports_of_the_subject_are_named_where_the_schema_allows() -> None:
+    """Its CyberTipline reports from other cases as `priorCTReports`; the NCA's reference, for
+    which the schema has no place, in the additional information."""
+    flag = _flag(signals=[{"category": "coercion", "label": "sextortion", "confidence": 0.9}])
+    packet = _packet([_task(flag, _rule(Priority.P1, Criterion.COERCION))])
+    earlier = [
+        EarlierReport(
+            receiver="ncmec_cybertipline",
+            reference="987654321",
+            submitted_at=DETECTED - timedelta(days=3),
+            case_id=UUID(int=7),
+            packet_version=1,
+        ),
+        EarlierReport(
+            receiver="nca",
+            reference="NCA-2026-000042",
+            submitted_at=DETECTED - timedelta(days=1),
+            case_id=UUID(int=8),
+            packet_version=2,
+        ),
+    ]
+    document = render(packet.model_copy(update={"earlier_reports": earlier}), service=SERVICE)
+    schema().validate(document.decode())
+    report = _parse(document)
+    assert [e.text for e in report.findall("personOrUserReported/priorCTReports")] == ["987654321"]
+    notes = report.findtext("additionalInfo") or ""
+    assert "National Crime Agency (NCA) under reference NCA-2026-000042" in notes
+    assert "987654321" not in notes
