@@ -134,3 +134,50 @@ def test_a_flag_from_an_unlisted_organisation_is_refused_with_a_clear_reason(
     assert result.reason is RejectionReason.UNKNOWN_ORGANISATION
     assert str(result.flag_id) == stranger["flag_id"]
     assert "marker" not in repr(result), "the refusal names no value of the flag"
+
+
+REGULATED = """
+organisations:
+  - org_id: example-video-us
+    name: Example Video Inc
+    safeguarding_contact: Trust and Safety on call, +1 202 555 0100
+    country: US
+    reports_to: [intl, nca]
+  - org_id: example-forum-us
+    name: Example Forum Inc
+    safeguarding_contact: Safety desk, +1 202 555 0101
+    country: US
+    reports_to: [intl]
+"""
+
+
+@pytest.mark.parametrize(
+    ("org_id", "child_country", "kinds"),
+    [
+        ("example-video-us", "GB", ["intl", "nca"]),  # regulated, UK-linked
+        ("example-video-us", "US", ["intl"]),  # regulated, no UK link
+        ("example-forum-us", "GB", ["intl"]),  # not listed as a regulated service
+    ],
+)
+def test_the_router_sends_to_the_nca_as_the_directory_says(
+    tmp_path: Path, org_id: str, child_country: str, kinds: list[str]
+) -> None:
+    path = tmp_path / "organisations.yaml"
+    path.write_text(REGULATED, encoding="utf-8")
+    settings = Settings(org_directory_file=path)
+    handler = service.FlagRouter(
+        None,
+        settings=settings,
+        metrics=Metrics(CollectorRegistry()),
+        policy=default_policy(),
+        directory=uk_forces(),
+        organisations=organisations(settings),
+    )
+    document = flag_document(
+        platform={"org_id": org_id, "service": "video", "country": "US"},
+        signals=[{"category": "coercion", "label": "sextortion", "confidence": 0.95}],
+        child={"age_band": "13_15", "location": {"country": child_country}},
+    )
+    routed = handler._route(record(json.dumps(document).encode()), DETECTED_AT)
+    assert isinstance(routed, Routing)
+    assert [task.destination.kind.value for task in routed.tasks] == kinds
