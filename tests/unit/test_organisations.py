@@ -91,10 +91,12 @@ def test_without_a_directory_the_configured_organisation_sends_every_packet() ->
     assert entry.name == "Configured Ltd"
 
 
-def router(tmp_path: Path) -> service.FlagRouter:
+def router(tmp_path: Path, directory: str | None = None) -> service.FlagRouter:
+    """The router with a directory file: `directory` (YAML), else one GB organisation."""
     path = tmp_path / "organisations.json"
     path.write_text(
-        json.dumps(
+        directory
+        or json.dumps(
             {
                 "organisations": [
                     {
@@ -162,17 +164,7 @@ organisations:
 def test_the_router_sends_to_the_nca_as_the_directory_says(
     tmp_path: Path, org_id: str, child_country: str, kinds: list[str]
 ) -> None:
-    path = tmp_path / "organisations.yaml"
-    path.write_text(REGULATED, encoding="utf-8")
-    settings = Settings(org_directory_file=path)
-    handler = service.FlagRouter(
-        None,
-        settings=settings,
-        metrics=Metrics(CollectorRegistry()),
-        policy=default_policy(),
-        directory=uk_forces(),
-        organisations=organisations(settings),
-    )
+    handler = router(tmp_path, REGULATED)
     document = flag_document(
         platform={"org_id": org_id, "service": "video", "country": "US"},
         signals=[{"category": "coercion", "label": "sextortion", "confidence": 0.95}],
