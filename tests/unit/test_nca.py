@@ -5,22 +5,23 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.flag import ModerationFlag
 from schemas.packets import NCA_DECLARATION, NcaPacket, NcaTier
-from schemas.referral import DestinationKind, Priority
+from schemas.referral import DestinationKind, Outcome, Priority
 from services.domain.deadlines import DEFAULT_DEADLINES, NCA_DEADLINES, Deadlines, for_destination
 from services.domain.destinations import NCA
 from services.domain.forces import uk_forces
-from services.domain.nca import SCHEDULE_1, in_scope_because, tier, uk_links
+from services.domain.nca import CSEA_CRITERIA, SCHEDULE_1, in_scope_because, tier, uk_links
 from services.domain.organisations import Organisation
 from services.domain.policy import default_policy
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter, build_packet
 from services.router.routing import Routing, route
 from tests.factories import image, make_flag, signal
+from tests.unit.test_policy_properties import flags
 
 NOW = datetime(2026, 11, 26, 9, 0, 5, tzinfo=UTC)
 REPORTER = Reporter(name="Example Ltd", safeguarding_contact="Safeguarding desk, 0000")
@@ -206,3 +207,28 @@ def test_a_p0_nca_packet_opens_with_the_999_call() -> None:
     packet = _packet(flag)
     assert packet.priority is Priority.P0
     assert render_text(packet).startswith("A CHILD MAY BE IN IMMEDIATE DANGER: CALL 999 NOW.")
+
+
+@settings(max_examples=300, deadline=None)
+@given(flags(), st.sampled_from([UK_REGULATED, US_REGULATED, UK_NOT_LISTED]))
+def test_the_nca_gets_a_task_exactly_when_the_organisation_must_report_there(
+    flag: ModerationFlag, organisation: Organisation
+) -> None:
+    """For any flag: a task to the NCA when, and only when, the flag is referred or reviewed
+    under a CSEA criterion (evidence that only earned a review goes to the NCA as a review) and
+    the organisation is a regulated service in scope for it; the other destinations are those
+    routing gives without the NCA; the NCA's is due by its clock."""
+    with_nca = _route(flag, organisation)
+    without = _route(flag, None)
+    to_nca = [t for t in with_nca.tasks if t.destination == NCA]
+    others = [t for t in with_nca.tasks if t.destination != NCA]
+    assert others == list(without.tasks)
+    decision = without.decision
+    csea = decision.outcome is not Outcome.NONE and not CSEA_CRITERIA.isdisjoint(decision.criteria)
+    uk = organisation.country == "GB" or bool(uk_links(flag))
+    assert bool(to_nca) == (csea and uk and organisation is not UK_NOT_LISTED)
+    for task in to_nca:
+        clock = for_destination(DestinationKind.NCA)[task.priority]
+        due = clock.ready if task.decision == "refer" else clock.review
+        assert task.due_at == task.detected_at + due
+        assert task.case_key == f"org-test|{flag.subject.account_id}|nca"
