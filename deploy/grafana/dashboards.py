@@ -204,6 +204,17 @@ CASES = [
         "reqps",
     ),
     Panel(
+        "Statutory reports to the NCA: cases written, by status",
+        'sum by (status) (rate(csae_cases_written_total{destination="nca"}[5m]))',
+        "NCA cases (Online Safety Act s.66) created or extended: a regulated service's CSEA "
+        "content. Their clocks are the NCA's own, tighter than the police's (P1 sent within "
+        "1 h): overdue ones page as any other case, by priority.",
+        "{{status}}",
+        "reqps",
+        runbook="CsaeP1SlaBreach",
+        allow_empty="needs an organisation listed with nca in reports_to (none in the sample flow)",
+    ),
+    Panel(
         "Review cases opened (last 24h)",
         'sum by (destination) (increase(csae_cases_written_total{status="review"}[24h]))',
         "Cases that need a person's review. A rising number with overdue reviews below: the "
