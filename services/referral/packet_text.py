@@ -471,7 +471,11 @@ def _earlier(packet: PolicePacket | NcaPacket) -> list[str]:
     if not packet.earlier_reports:
         lines.append("  None recorded by this service.")
     for report in packet.earlier_reports:
-        to = "NCMEC CyberTipline report" if report.receiver == "ncmec_cybertipline" else "NCA"
+        to = (
+            "NCMEC CyberTipline report"
+            if report.receiver == "ncmec_cybertipline"
+            else "NCA reference"
+        )
         lines.append(
             f"  - {to} {report.reference}, sent {words.at(report.submitted_at)} (case "
             f"{report.case_id}, packet version {report.packet_version})"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.flag import ModerationFlag
-from schemas.packets import NCA_DECLARATION, NcaPacket, NcaTier
-from schemas.referral import DestinationKind, Outcome, Priority
+from schemas.packets import NCA_DECLARATION, EarlierReport, NcaPacket, NcaTier
+from schemas.referral import Destination, DestinationKind, Outcome, Priority
 from services.domain.deadlines import DEFAULT_DEADLINES, NCA_DEADLINES, Deadlines, for_destination
 from services.domain.destinations import NCA
 from services.domain.forces import uk_forces
@@ -232,3 +232,30 @@ def test_the_nca_gets_a_task_exactly_when_the_organisation_must_report_there(
         due = clock.ready if task.decision == "refer" else clock.review
         assert task.due_at == task.detected_at + due
         assert task.case_key == f"org-test|{flag.subject.account_id}|nca"
+
+
+def test_a_hotline_packet_to_ncmec_names_the_nca_report_in_its_text() -> None:
+    flag = _flag("US", signals=[signal("coercion", 0.95)])
+    ncmec = Destination(kind=DestinationKind.INTL, mechanism="ncmec_cybertipline", country="US")
+    tasks = [t for t in _route(flag, US_REGULATED).tasks if t.destination == ncmec]
+    earlier = EarlierReport(
+        receiver="nca",
+        reference="NCA-2026-000042",
+        submitted_at=NOW,
+        case_id=UUID(int=8),
+        packet_version=1,
+    )
+    packet = build_packet(
+        case_id=UUID(int=2),
+        version=1,
+        destination=ncmec,
+        tasks=tasks,
+        reporter=REPORTER,
+        directory=uk_forces(),
+        now=NOW,
+        earlier_reports=[earlier],
+    )
+    assert packet.kind == "police"
+    text = render_text(packet)
+    assert "EARLIER REPORTS OF THIS SUBJECT" in text
+    assert "  - NCA reference NCA-2026-000042, sent 2026-11-26 09:00:05 UTC" in text
