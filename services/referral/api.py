@@ -762,7 +762,16 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         dependencies=identifying,
         tags=["cases"],
         responses={
-            200: {"content": {"text/plain": {}, "application/xml": {}}},
+            200: {
+                "content": {"application/json": {}, "text/plain": {}, "application/xml": {}},
+                "headers": {
+                    "X-Packet-SHA256": {
+                        "description": "sha256 (hex) of the bytes served, as a delivery "
+                        "receipt of this version and format records it",
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    }
+                },
+            },
             **_answers(400, 401, 403, 404),
         },
     )

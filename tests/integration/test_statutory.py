@@ -186,6 +186,12 @@ async def test_a_refused_submission_keeps_no_receipt(
     assert refused.status_code == 400, "an NCA case is no CyberTipline report"
     detail = (await api.get(f"/v1/cases/{cases['nca']}")).json()
     assert (detail["status"], detail["receipts"]) == ("ready", [])
+    approve = await api.client.post(
+        f"/v1/cases/{cases['police:kent']}/transitions",
+        json={"to": "acknowledged", "format": "json"},
+        headers=api.auth,
+    )
+    assert approve.status_code == 400, "a format is recorded only with submitted"
 
 
 def _us_flag_about_a_uk_child() -> ModerationFlag:
