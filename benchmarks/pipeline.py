@@ -49,7 +49,7 @@ from services.pipeline.settings import Settings
 from services.referral import store
 from services.referral.database import new_engine, new_sessionmaker
 from services.router.routing import route
-from tests.factories import flag_document, make_flag, signal
+from tests.factories import make_flag, police_referral, signal
 from tests.infra import create_database, drop_database
 
 CSAE = Path(sys.executable).with_name("csae")
@@ -87,17 +87,8 @@ class BenchSettings(BaseSettings):
 def flag_bytes(run: str, subject: int, now: datetime) -> tuple[bytes, bytes]:
     """One synthetic flag (key, value): a clear sextortion-and-grooming signal about a child in
     the UK, which the default policy refers to the police force of the child's location."""
-    stamp = now.isoformat()
-    document = flag_document(
-        detected_at=stamp,
-        published_at=stamp,
-        signals=[signal("coercion", 0.9), signal("grooming", 0.95)],
-        child={
-            "age_band": "13_15",
-            "location": {"country": "GB", "postcode_district": DISTRICTS[subject % len(DISTRICTS)]},
-        },
-        subject={"account_id": f"bench-{run}-{subject:07d}", "ips": ["192.0.2.1"]},
-    )
+    district = DISTRICTS[subject % len(DISTRICTS)]
+    document = police_referral(f"bench-{run}-{subject:07d}", district, now)
     return document["flag_id"].encode(), json.dumps(document).encode()
 
 

@@ -56,3 +56,19 @@ def flag_document(**overrides: Any) -> dict[str, Any]:
 
 def make_flag(**overrides: Any) -> ModerationFlag:
     return ModerationFlag.model_validate(flag_document(**overrides))
+
+
+def police_referral(account_id: str, postcode_district: str, now: datetime) -> dict[str, Any]:
+    """A flag the default policy refers to one police force (the child's, by postcode
+    district): clear sextortion and grooming signals about a child in the UK, detected `now`."""
+    stamp = now.isoformat()
+    return flag_document(
+        detected_at=stamp,
+        published_at=stamp,
+        signals=[signal("coercion", 0.9), signal("grooming", 0.95)],
+        child={
+            "age_band": "13_15",
+            "location": {"country": "GB", "postcode_district": postcode_district},
+        },
+        subject={"account_id": account_id, "ips": ["192.0.2.1"]},
+    )

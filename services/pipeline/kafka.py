@@ -263,16 +263,20 @@ class SystemicFailure(Exception):
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     """Counts rebalances, so a batch fetched before one is known to be from an older assignment."""
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, metrics: Metrics) -> None:
         self.group = group
         self.generation = 0
+        self._owned = metrics.assigned_partitions.labels(group)
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.generation += 1
+        self._owned.set(0)
         if revoked:
             log.info("partitions revoked", extra={"group": self.group, "count": len(revoked)})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # The whole assignment: aiokafka rebalances eagerly (everything revoked, then assigned).
+        self._owned.set(len(assigned))
         log.info("partitions assigned", extra={"group": self.group, "count": len(assigned)})
 
 
@@ -534,7 +538,7 @@ async def run_consumer_service(
     producer = new_producer(settings)
     consumer = new_consumer(settings, group)
     admin = AIOKafkaAdminClient(**client_options(settings))
-    ownership = _Ownership(group)
+    ownership = _Ownership(group, metrics)
     consumer.subscribe(list(topics), listener=ownership)
     # Export the counters that alerts watch at 0 from the start: `increase()` cannot see the
     # first event of a series that appears with it.

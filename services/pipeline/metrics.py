@@ -85,6 +85,13 @@ class Metrics:
             ["group", "topic"],
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "csae_consumer_assigned_partitions",
+            "Partitions of its topics this process owns in its consumer group, after the latest "
+            "rebalance (0 while it rejoins, or when the group has more members than partitions).",
+            ["group"],
+            registry=registry,
+        )
         self.batch_failures = Counter(
             "csae_batch_failures",
             "Batch attempts that failed with a transient error and were retried.",
