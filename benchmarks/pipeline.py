@@ -8,7 +8,9 @@ From one run:
 3. one `csae referral worker` process over what the router wrote, until its group has committed
    the end of the referrals and decisions topics;
 4. publish→stored latency at a steady rate with router and worker running (rows polled);
-5. the store's cost of one new flag on a case that holds many flags against one on a new case.
+5. stages 2 and 3 again with three `csae router` and three `csae referral worker` processes in
+   their groups, on a copy of the backlog in topics and a database of their own;
+6. the store's cost of one new flag on a case that holds many flags against one on a new case.
 
 Completion is always read from the broker (committed offsets) or the database (rows), never
 guessed. Each run has its own topics, consumer groups and database, removed at the end.
@@ -54,6 +56,8 @@ from tests.infra import create_database, drop_database
 
 CSAE = Path(sys.executable).with_name("csae")
 PARTITIONS = 12
+SCALED = 3
+"""Processes of each stage in the scaled run."""
 FLAGS_PER_SUBJECT = 4
 FILL_BATCH = 200
 POLL_SECONDS = 0.005
@@ -162,6 +166,11 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 async def start(settings: Settings, *command: str) -> asyncio.subprocess.Process:
+    """A `csae` process; a router or worker on a /metrics port of its own (several may run)."""
+    if command[0] == "router":
+        settings = settings.model_copy(update={"router_metrics_port": free_port()})
+    else:
+        settings = settings.model_copy(update={"worker_metrics_port": free_port()})
     return await asyncio.create_subprocess_exec(str(CSAE), *command, env=environment(settings))
 
 
@@ -219,7 +228,7 @@ async def wait_for_group(
     *,
     started: float,
     limit: float,
-    process: asyncio.subprocess.Process | None = None,
+    processes: Sequence[asyncio.subprocess.Process] = (),
 ) -> Progress:
     """Poll the group's committed offsets until they reach `ends` (or `limit` seconds pass)."""
     total = sum(ends.values())
@@ -235,8 +244,9 @@ async def wait_for_group(
             first_commit, at_first = now - started, committed
         if committed >= total or now - started > limit:
             return Progress(now - started, first_commit, committed, total, at_first)
-        if process is not None and process.returncode is not None:
-            raise RuntimeError(f"{CSAE.name} exited with status {process.returncode}")
+        for process in processes:
+            if process.returncode is not None:
+                raise RuntimeError(f"{CSAE.name} exited with status {process.returncode}")
         await asyncio.sleep(POLL_SECONDS)
 
 
@@ -399,19 +409,26 @@ async def store_cost(database_url: str, bench: BenchSettings, run: str) -> Store
 
 
 @dataclass(frozen=True, slots=True)
+class Stages:
+    """The router's and the worker's throughput with `processes` of each."""
+
+    processes: int
+    router: Progress
+    worker: Progress
+    decisions: int
+
+
+@dataclass(frozen=True, slots=True)
 class Results:
     flags: int
     flag_bytes: int
     raw: Progress
-    router: Progress
-    worker: Progress
-    decisions: int
+    stages: list[Stages]
     latency: Latency
     durability: str
 
 
-async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic: str) -> Results:
-    flags = backlog(run, bench.flags)
+async def publish(settings: Settings, flags: Sequence[tuple[bytes, bytes]]) -> None:
     producer = new_producer(settings)
     await producer.start()
     try:
@@ -419,7 +436,66 @@ async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic:
         await asyncio.gather(*acks)
     finally:
         await producer.stop()
-    print(f"pipeline: published {len(flags)} flags", file=sys.stderr)
+
+
+async def stages(
+    settings: Settings,
+    bench: BenchSettings,
+    count: int,
+    admin: AIOKafkaAdminClient,
+    probe: AIOKafkaConsumer,
+    processes: list[asyncio.subprocess.Process],
+) -> Stages:
+    """`count` routers over the flag backlog, from their start until their group committed its
+    end; then `count` workers over what they wrote. The processes are left running."""
+    flag_ends = await end_offsets(probe, [settings.topic_flags])
+    started = time.perf_counter()
+    routers = [await start(settings, "router") for _ in range(count)]
+    processes.extend(routers)
+    router = await wait_for_group(
+        admin,
+        settings.router_group,
+        flag_ends,
+        started=started,
+        limit=bench.timeout,
+        processes=routers,
+    )
+    print(f"pipeline: router x{count} {router.rate:.0f} flags/s", file=sys.stderr)
+
+    outputs = await end_offsets(probe, [settings.topic_referrals, settings.topic_decisions])
+    tasks = sum(n for tp, n in outputs.items() if tp.topic == settings.topic_referrals)
+    started = time.perf_counter()
+    workers = [await start(settings, "referral", "worker") for _ in range(count)]
+    processes.extend(workers)
+    worker = await wait_for_group(
+        admin,
+        settings.referral_group,
+        outputs,
+        started=started,
+        limit=bench.timeout,
+        processes=workers,
+    )
+    # Tasks per second: the worker's time over both topics, for the tasks alone.
+    worker = Progress(
+        worker.seconds,
+        worker.first_commit,
+        worker.committed * tasks // worker.total,
+        tasks,
+        worker.at_first_commit * tasks // worker.total,
+    )
+    print(f"pipeline: worker x{count} {worker.rate:.0f} tasks/s", file=sys.stderr)
+    return Stages(count, router, worker, sum(outputs.values()) - tasks)
+
+
+async def measure(
+    settings: Settings, scaled: Settings, bench: BenchSettings, run: str, raw_topic: str
+) -> Results:
+    """The raw baseline, one process of each stage, the latency with those running; then
+    SCALED processes of each on `scaled` (topics, groups and a database of their own)."""
+    flags = backlog(run, bench.flags)
+    await publish(settings, flags)
+    await publish(scaled, flags)
+    print(f"pipeline: published {len(flags)} flags, twice", file=sys.stderr)
 
     admin = AIOKafkaAdminClient(**client_options(settings))
     probe = AIOKafkaConsumer(**client_options(settings))
@@ -428,7 +504,6 @@ async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic:
     processes: list[asyncio.subprocess.Process] = []
     try:
         flag_ends = await end_offsets(probe, [settings.topic_flags])
-
         raw_group = f"{settings.router_group}-raw"
         started = time.perf_counter()
         copying = asyncio.create_task(
@@ -441,53 +516,21 @@ async def measure(settings: Settings, bench: BenchSettings, run: str, raw_topic:
         await asyncio.gather(copying, return_exceptions=True)
         print(f"pipeline: raw passthrough {raw.rate:.0f} flags/s", file=sys.stderr)
 
-        started = time.perf_counter()
-        processes.append(await start(settings, "router"))
-        router = await wait_for_group(
-            admin,
-            settings.router_group,
-            flag_ends,
-            started=started,
-            limit=bench.timeout,
-            process=processes[-1],
-        )
-        print(f"pipeline: router {router.rate:.0f} flags/s", file=sys.stderr)
-
-        outputs = await end_offsets(probe, [settings.topic_referrals, settings.topic_decisions])
-        tasks = sum(n for tp, n in outputs.items() if tp.topic == settings.topic_referrals)
-        started = time.perf_counter()
-        processes.append(await start(settings, "referral", "worker"))
-        worker = await wait_for_group(
-            admin,
-            settings.referral_group,
-            outputs,
-            started=started,
-            limit=bench.timeout,
-            process=processes[-1],
-        )
-        # Tasks per second: the worker's time over both topics, for the tasks alone.
-        worker = Progress(
-            worker.seconds,
-            worker.first_commit,
-            worker.committed * tasks // worker.total,
-            tasks,
-            worker.at_first_commit * tasks // worker.total,
-        )
-        print(f"pipeline: worker {worker.rate:.0f} tasks/s", file=sys.stderr)
-
+        one = await stages(settings, bench, 1, admin, probe, processes)
         latency = await publish_to_stored(settings, bench, run, plain_dsn(settings.database_url))
-    finally:
-        for process in reversed(processes):
+        for process in reversed(processes):  # the machine to the scaled run alone
             await stop(process)
+        processes.clear()
+        several = await stages(scaled, bench, SCALED, admin, probe, processes)
+    finally:
+        await asyncio.gather(*(stop(process) for process in processes))
         await probe.stop()
         await admin.close()
     return Results(
         len(flags),
         round(statistics.mean(len(v) for _, v in flags)),
         raw,
-        router,
-        worker,
-        sum(outputs.values()) - tasks,
+        [one, several],
         latency,
         await durability(plain_dsn(settings.database_url)),
     )
@@ -497,17 +540,19 @@ def report(r: Results, bench: BenchSettings) -> None:
     """Throughput (also as a ratio to the raw passthrough) and latency, as a table."""
     print(
         f"\npipeline, real broker and database: {r.flags} flags of ~{r.flag_bytes} bytes "
-        f"({FLAGS_PER_SUBJECT} per subject), {PARTITIONS} partitions, one process per stage"
+        f"({FLAGS_PER_SUBJECT} per subject), {PARTITIONS} partitions; one process of each "
+        f"stage, then {SCALED} of each in their groups (own topics and database)"
     )
     print(
         f"  {'stage':<26}{'throughput':>17}{'vs raw':>8}{'time':>10}{'1st commit':>12}"
         f"{'after 1st commit':>20}"
     )
-    for name, unit, p in (
-        ("raw aiokafka passthrough", "flags/s", r.raw),
-        ("csae router", "flags/s", r.router),
-        ("csae referral worker", "tasks/s", r.worker),
-    ):
+    rows = [("raw aiokafka passthrough", "flags/s", r.raw)]
+    for stage in r.stages:
+        times = "" if stage.processes == 1 else f" x{stage.processes}"
+        rows.append((f"csae router{times}", "flags/s", stage.router))
+        rows.append((f"csae referral worker{times}", "tasks/s", stage.worker))
+    for name, unit, p in rows:
         first = "-" if p.first_commit is None else f"{p.first_commit:.2f} s"
         line = f"  {name:<26}{p.rate:>9.0f} {unit}{p.rate / r.raw.rate:>7.2f}x"
         line += f"{p.seconds:>8.2f} s{first:>12}"
@@ -516,8 +561,12 @@ def report(r: Results, bench: BenchSettings) -> None:
         if not p.finished:
             line += f"  UNFINISHED: {p.committed} of {p.total} in {bench.timeout:.0f} s"
         print(line)
-    print(f"  (the worker stored {r.worker.total} referral tasks and {r.decisions} decisions)")
-    print(f"  (PostgreSQL server: {r.durability})")
+    for stage in r.stages:
+        print(
+            f"  (the worker x{stage.processes} stored {stage.worker.total} referral tasks and "
+            f"{stage.decisions} decisions)"
+        )
+    print(f"  (PostgreSQL server: {r.durability}; CPU cores: {os.cpu_count()})")
 
     lat = r.latency
     p50, p99 = lat.percentile(50), lat.percentile(99)
@@ -545,15 +594,18 @@ async def main() -> None:
     bench = BenchSettings()
     run = uuid4().hex[:10]
     database_url = await create_database()  # on the server of CSAE_DATABASE_URL, migrated
+    scaled_url = await create_database()
     try:
         settings = run_settings(run, database_url)
+        scaled = run_settings(f"{run}-x{SCALED}", scaled_url)
         raw_topic = f"bench.{run}.raw"
-        topics = [*all_topics(settings), raw_topic]
+        topics = [*all_topics(settings), *all_topics(scaled), raw_topic]
         # The raw passthrough's output topic, made like the others (those exist by then).
         await ensure_topics(settings)
+        await ensure_topics(scaled)
         await ensure_topics(settings.model_copy(update={"topic_flags": raw_topic}))
         try:
-            results = await measure(settings, bench, run, raw_topic)
+            results = await measure(settings, scaled, bench, run, raw_topic)
         finally:
             admin = AIOKafkaAdminClient(**client_options(settings))
             await admin.start()
@@ -566,3 +618,4 @@ async def main() -> None:
         report_store(await store_cost(database_url, bench, run), bench)
     finally:
         await drop_database(database_url)
+        await drop_database(scaled_url)
