@@ -42,6 +42,7 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from services.pipeline.health import ConsumerHealth
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 
@@ -263,20 +264,23 @@ class SystemicFailure(Exception):
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     """Counts rebalances, so a batch fetched before one is known to be from an older assignment."""
 
-    def __init__(self, group: str, metrics: Metrics) -> None:
+    def __init__(self, group: str, metrics: Metrics, health: ConsumerHealth) -> None:
         self.group = group
         self.generation = 0
         self._owned = metrics.assigned_partitions.labels(group)
+        self._health = health
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.generation += 1
         self._owned.set(0)
+        self._health.left()
         if revoked:
             log.info("partitions revoked", extra={"group": self.group, "count": len(revoked)})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         # The whole assignment: aiokafka rebalances eagerly (everything revoked, then assigned).
         self._owned.set(len(assigned))
+        self._health.joined()
         log.info("partitions assigned", extra={"group": self.group, "count": len(assigned)})
 
 
@@ -438,6 +442,7 @@ async def consume_in_batches(
     metrics: Metrics,
     stop: asyncio.Event,
     ownership: _Ownership | None = None,
+    health: ConsumerHealth | None = None,
 ) -> None:
     """Fetch batches and store them: all partitions' records in one go when all is well, else
     each partition's on its own (halving until a failing message is found, which is parked).
@@ -452,6 +457,8 @@ async def consume_in_batches(
             return await partition.process(records, deadline)
 
     while not stop.is_set():
+        if health is not None:
+            health.loop_ran()
         batches = await _fetch(consumer, settings.batch_max_records)
         if not batches:
             continue
@@ -487,13 +494,18 @@ async def watch_lag(
     metrics: Metrics,
     interval: float,
     stop: asyncio.Event,
+    health: ConsumerHealth | None = None,
 ) -> None:
     """Every `interval`, set `csae_consumer_lag{group,topic}` from the broker: the end offsets
-    less the group's committed offsets. It rises while the group is stuck or gone."""
+    less the group's committed offsets. It rises while the group is stuck or gone. A read that
+    reached the broker tells `health` the broker answers."""
     while not stop.is_set():
         try:
-            for topic, behind in (await group_lag(consumer, admin, group, topics)).items():
+            lag = await group_lag(consumer, admin, group, topics)
+            for topic, behind in lag.items():
                 metrics.consumer_lag.labels(group, topic).set(behind)
+            if lag and health is not None:
+                health.broker_answered()
         except Exception as exc:  # the gauge keeps its last value; the next round tries again
             log.warning(
                 "consumer lag not read", extra={"group": group, "error": type(exc).__name__}
@@ -524,6 +536,21 @@ async def group_lag(
     return lag
 
 
+def consumer_health(settings: Settings, *, needs_database: bool = False) -> ConsumerHealth:
+    """A consumer's health with the settings' thresholds: stalled after
+    `consumer_stall_seconds` without a round; the broker's (and database's) last answer may be
+    three check intervals old, and the check's own timeout."""
+    return ConsumerHealth(
+        stall_seconds=settings.consumer_stall_seconds,
+        stale_seconds=3 * settings.lag_interval_seconds + HEALTH_CHECK_TIMEOUT,
+        needs_database=needs_database,
+    )
+
+
+HEALTH_CHECK_TIMEOUT = 5.0
+"""Seconds a readiness check (the database's) may take before it counts as no answer."""
+
+
 async def run_consumer_service(
     settings: Settings,
     *,
@@ -532,13 +559,16 @@ async def run_consumer_service(
     metrics: Metrics,
     build_handler: Callable[[AIOKafkaProducer], BatchHandler],
     stop: asyncio.Event,
+    health: ConsumerHealth | None = None,
 ) -> None:
-    """Run one consumer group member until `stop` is set, then flush, commit and leave the group."""
+    """Run one consumer group member until `stop` is set, then flush, commit and leave the group.
+    `health` (served on /healthz and /readyz) hears of each round, rebalance and lag read."""
+    health = health or consumer_health(settings)
     await ensure_topics(settings)
     producer = new_producer(settings)
     consumer = new_consumer(settings, group)
     admin = AIOKafkaAdminClient(**client_options(settings))
-    ownership = _Ownership(group, metrics)
+    ownership = _Ownership(group, metrics, health)
     consumer.subscribe(list(topics), listener=ownership)
     # Export the counters that alerts watch at 0 from the start: `increase()` cannot see the
     # first event of a series that appears with it.
@@ -558,6 +588,7 @@ async def run_consumer_service(
                 metrics=metrics,
                 interval=settings.lag_interval_seconds,
                 stop=stop,
+                health=health,
             )
         )
         loop_lag = asyncio.create_task(watch_event_loop(metrics, stop))
@@ -571,6 +602,7 @@ async def run_consumer_service(
                 metrics=metrics,
                 stop=stop,
                 ownership=ownership,
+                health=health,
             )
         finally:
             stop.set()

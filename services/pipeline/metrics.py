@@ -7,11 +7,9 @@ never an identifier.
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -220,10 +218,3 @@ async def watch_event_loop(metrics: Metrics, stop: asyncio.Event, interval: floa
             await asyncio.wait_for(stop.wait(), timeout=interval)
         if not stop.is_set():
             metrics.event_loop_lag.observe(max(time.monotonic() - asked - interval, 0.0))
-
-
-def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-    """Expose `registry` on http://host:port/metrics from a daemon thread."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    log.info("metrics served", extra={"host": host, "port": port})
-    return server, thread

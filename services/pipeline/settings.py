@@ -49,7 +49,12 @@ class Settings(BaseSettings):
     """After this many messages parked in a row with none stored between, the consumer stops
     parking and blocks (a bug or a schema out of step, not bad data): it pages instead."""
     lag_interval_seconds: float = Field(default=10.0, gt=0)
-    """How often each consumer reads its group's lag from the broker."""
+    """How often each consumer reads its group's lag from the broker (and the worker checks its
+    database): readiness wants an answer within three of these."""
+    consumer_stall_seconds: float = Field(default=120.0, gt=0)
+    """Liveness (`/healthz` of router and worker) fails when the consume loop has not come round
+    for this long: a hung call or a blocked event loop, which a restart fixes. Keep it above
+    `batch_retry_seconds` plus a batch's time, and below `max_poll_interval` (300 s)."""
 
     api_keys_file: Path | None = None
     api_host: str = "127.0.0.1"

@@ -9,18 +9,22 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.referral import Decision, ReferralTask, RejectionReason
 from services.domain.breaker import BreakerSettings, source_label, source_of
-from services.pipeline import metrics as metrics_module
+from services.pipeline import health as health_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, unprocessable
 from services.pipeline.decode import refused as refusal
 from services.pipeline.dlq import dead_letter
+from services.pipeline.health import ConsumerHealth
 from services.pipeline.kafka import (
+    HEALTH_CHECK_TIMEOUT,
     BatchHandler,
     Record,
     broker_unavailable,
+    consumer_health,
     produce_all,
     run_consumer_service,
     stop_on_signals,
@@ -248,12 +252,32 @@ async def keep_retention(
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
+async def watch_database(
+    sessions: async_sessionmaker[AsyncSession],
+    health: ConsumerHealth,
+    interval: float,
+    stop: asyncio.Event,
+) -> None:
+    """Every `interval`, tell `health` when the database answers `SELECT 1` (within
+    HEALTH_CHECK_TIMEOUT): the worker's readiness. A failure is only the absence of an answer."""
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT), sessions() as session:
+                await session.execute(text("SELECT 1"))
+            health.database_answered()
+        except Exception as exc:  # any failure means no answer; readiness says since when
+            log.info("database did not answer", extra={"error": type(exc).__name__})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the referral worker until SIGTERM/SIGINT (or `stop`)."""
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     metrics = Metrics(CollectorRegistry())
-    metrics_module.serve(metrics.registry, settings.api_host, settings.worker_metrics_port)
+    health = consumer_health(settings, needs_database=True)
+    health_module.serve(metrics.registry, health, settings.api_host, settings.worker_metrics_port)
     policy, directory = startup_checks(settings)
     escalator = Escalator(policy, directory, settings.home_force_id, settings.sla_deadlines)
     organisations(settings)  # a malformed directory stops every process at start
@@ -272,6 +296,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         SlaSweeper(sessions=sessions, metrics=metrics, breaker=settings.breaker()).run(
             settings.sla_sweep_seconds, stop
         )
+    )
+    checker = asyncio.create_task(
+        watch_database(sessions, health, settings.lag_interval_seconds, stop)
     )
     keeper = (
         asyncio.create_task(
@@ -293,10 +320,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             metrics=metrics,
             build_handler=build,
             stop=stop,
+            health=health,
         )
     finally:
         stop.set()
         await sweeper
+        await checker
         if keeper is not None:
             await keeper
         await engine.dispose()

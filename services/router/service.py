@@ -15,13 +15,14 @@ from services.domain.destinations import unknown_force_ids
 from services.domain.forces import ForceDirectory
 from services.domain.organisations import Organisations
 from services.domain.policy import Policy
-from services.pipeline import metrics as metrics_module
+from services.pipeline import health as health_module
 from services.pipeline.decode import Refusal, decode, flag_id_in, refused, unprocessable
 from services.pipeline.dlq import dead_letter
 from services.pipeline.kafka import (
     BatchHandler,
     Record,
     broker_unavailable,
+    consumer_health,
     produce_all,
     run_consumer_service,
     stop_on_signals,
@@ -206,7 +207,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
     metrics = Metrics(CollectorRegistry())
-    metrics_module.serve(metrics.registry, settings.api_host, settings.router_metrics_port)
+    health = consumer_health(settings)
+    health_module.serve(metrics.registry, health, settings.api_host, settings.router_metrics_port)
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
         return FlagRouter(
@@ -225,4 +227,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         metrics=metrics,
         build_handler=build,
         stop=stop,
+        health=health,
     )

@@ -122,6 +122,13 @@ async def _owned(client: httpx.AsyncClient, member: Member) -> float:
     return samples.get(f'csae_consumer_assigned_partitions{{group="{member.group}"}}', 0)
 
 
+async def _ready(client: httpx.AsyncClient, member: Member) -> bool:
+    try:
+        return (await client.get(f"http://127.0.0.1:{member.port}/readyz")).status_code == 200
+    except httpx.TransportError:  # not serving yet
+        return False
+
+
 async def _until_shared(cluster: Cluster, within: float = 60.0) -> None:
     """Until each group's members together own all its partitions, each of them some."""
     wanted = {cluster.routers[0].group: PARTITIONS, cluster.workers[0].group: 2 * PARTITIONS}
@@ -134,9 +141,11 @@ async def _until_shared(cluster: Cluster, within: float = 60.0) -> None:
                 and all(owned[m.name] > 0 for m in cluster.members if m.group == group)
                 for group, total in wanted.items()
             )
-            if shared:
+            # ...and each says so on /readyz: in its group, its broker (and database) answering.
+            ready = {m.name: await _ready(client, m) for m in cluster.members}
+            if shared and all(ready.values()):
                 return
-            assert time.monotonic() < deadline, f"partitions not shared after {within} s: {owned}"
+            assert time.monotonic() < deadline, f"not shared after {within} s: {owned} {ready}"
             await asyncio.sleep(0.2)
 
 

@@ -171,7 +171,8 @@ def test_compose_runs_the_pipeline_locked_down() -> None:
         _csae_commands_work(service["command"])
     for name in ("router", "worker", "api", "kafka", "postgres", "prometheus", "grafana"):
         assert "healthcheck" in services[name], name
-    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    for name, port in (("api", 8000), ("router", 9101), ("worker", 9102)):
+        assert f"127.0.0.1:{port}/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
     for name in ("router", "worker"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
@@ -234,8 +235,18 @@ def test_long_running_pods_have_probes_that_mean_something() -> None:
     assert "secretKeyRef" in env["CSAE_API_CURSOR_SECRET"]["valueFrom"], "shared by replicas"
     for name in ("csae-router", "csae-worker"):
         container = workloads[name]["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, name
+        paths = {
+            probe: container[probe]["httpGet"]
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
+        assert paths == {
+            "startupProbe": {"path": "/healthz", "port": "metrics"},
+            "livenessProbe": {"path": "/healthz", "port": "metrics"},
+            "readinessProbe": {"path": "/readyz", "port": "metrics"},
+        }, name
+        # Restarted only after longer than a stall takes to show, so a hang, not a slow batch.
+        live = container["livenessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] >= 60, name
 
 
 def test_every_deployment_has_a_disruption_budget() -> None:
