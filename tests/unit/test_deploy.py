@@ -23,8 +23,8 @@ from services.pipeline.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DOCKERFILE = ROOT / "Dockerfile"
-COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
-K8S = ROOT / "deploy" / "k8s"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+K8S = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
 # Kinds kubernetes-validate has no schema for, and why they are still fine to skip there.
 CRD_KINDS = {
@@ -179,12 +179,14 @@ def test_compose_runs_the_pipeline_locked_down() -> None:
             "topics": {"condition": "service_completed_successfully"},
         }
     for secret in compose["secrets"].values():
-        assert secret["file"].startswith("./secrets/"), "made by make-secrets.sh, git-ignored"
-    assert (COMPOSE.parent / ".gitignore").read_text().count("secrets/") == 1
-    for volume in services["prometheus"]["volumes"]:
-        source = volume.split(":")[0]
-        if source.startswith("."):
-            assert (COMPOSE.parent / source).exists(), source
+        assert secret["file"].startswith("./compose/secrets/"), "by make-secrets.sh, git-ignored"
+    assert (COMPOSE.parent / "compose" / ".gitignore").read_text().count("secrets/") == 1
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), source
+    assert (COMPOSE.parent / services["migrate"]["build"]["context"] / "Dockerfile").exists()
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
