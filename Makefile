@@ -49,11 +49,12 @@ test: install ## Start Kafka and PostgreSQL, run every test, stop what was start
 test-unit: install ## Run the unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-lint: install ## ruff format check, ruff lint, mypy --strict, import layering (import-linter)
+lint: install ## ruff, mypy --strict, import layering; Dockerfile, compose and Kubernetes offline
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas services tests benchmarks
+	$(BIN)/mypy schemas services tests benchmarks deploy/validate.py
 	$(BIN)/lint-imports
+	$(BIN)/python deploy/validate.py
 
 format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .

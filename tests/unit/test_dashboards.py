@@ -2,7 +2,6 @@
 panel explains itself, links real runbooks, and queries metrics the services export."""
 
 import asyncio
-import importlib.util
 import json
 import re
 import time
@@ -13,6 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.pipeline.metrics import Metrics, watch_event_loop
+from tests.scripts import load_script
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -20,12 +20,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 
 def load_generator() -> ModuleType:
     """deploy/grafana/dashboards.py, which is a script rather than a package module."""
-    spec = importlib.util.spec_from_file_location("csae_dashboards", GRAFANA / "dashboards.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("deploy/grafana/dashboards.py", "csae_dashboards")
 
 
 def test_committed_dashboards_are_what_the_generator_makes() -> None:
