@@ -197,8 +197,8 @@ def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from services.domain.forces import uk_forces
     from services.domain.policy import PolicyError, load_policy
+    from services.pipeline.startup import force_directory
     from services.router.replay import Replay
 
     try:
@@ -215,7 +215,7 @@ def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
     replay = Replay(
         current,
         candidate,
-        uk_forces(),
+        force_directory(settings),
         settings.home_force_id,
         max_bytes=settings.max_flag_bytes,
         breaker=settings.breaker(),

@@ -42,12 +42,24 @@ class ForceDirectory:
 @cache
 def uk_forces() -> ForceDirectory:
     """The bundled directory (`data/uk_police_forces.json`)."""
-    text = resources.files("services.domain").joinpath("data/uk_police_forces.json").read_text()
-    document = json.loads(text)
-    forces = {f["force_id"]: Force(**f) for f in document["forces"]}
-    areas: dict[str, str] = document["postcode_areas"]
-    districts: dict[str, str] = document["postcode_districts"]
+    return read_forces(bundled_forces_text())
+
+
+def bundled_forces_text() -> str:
+    return resources.files("services.domain").joinpath("data/uk_police_forces.json").read_text()
+
+
+def read_forces(text: str) -> ForceDirectory:
+    """A directory in the bundled file's format; ValueError naming what is wrong otherwise."""
+    try:
+        document = json.loads(text)
+        forces = {f["force_id"]: Force(**f) for f in document["forces"]}
+        areas: dict[str, str] = dict(document["postcode_areas"])
+        districts: dict[str, str] = dict(document["postcode_districts"])
+        as_of = str(document["as_of"])
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a force directory: {type(exc).__name__}: {exc}") from None
     unknown = sorted({*areas.values(), *districts.values()} - forces.keys())
     if unknown:
         raise ValueError(f"postcodes map to unknown forces: {unknown}")
-    return ForceDirectory(document["as_of"], forces, areas, districts)
+    return ForceDirectory(as_of, forces, areas, districts)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
 
     policy_file: Path | None = None
     """The reporting policy (YAML); the one bundled in the package when unset. Read at start."""
+    forces_file: Path | None = None
+    """The UK police force directory (JSON, in the format of the bundled
+    `services/domain/data/uk_police_forces.json`); the bundled one when unset. Read at start."""
     home_force_id: str = "metropolitan"
     """The reporting organisation's home police force, used when no location is known."""
     # Printed on every packet, so bounded as packets are: a value that no packet could hold is

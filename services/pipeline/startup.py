@@ -1,7 +1,7 @@
 """What the router and the worker check before they start: the reporting policy and the force
 directory, or a refusal to start that names what is wrong."""
 
-from services.domain.forces import ForceDirectory, uk_forces
+from services.domain.forces import ForceDirectory, read_forces, uk_forces
 from services.domain.organisations import (
     DirectoryError,
     Organisation,
@@ -19,13 +19,26 @@ def startup_checks(settings: Settings) -> tuple[Policy, ForceDirectory]:
         policy = load_policy(settings.policy_file)
     except PolicyError as exc:
         raise SystemExit(f"CSAE_POLICY_FILE: the reporting policy is refused:\n{exc}") from None
-    directory = uk_forces()
+    directory = force_directory(settings)
     if settings.home_force_id not in directory.forces:
         raise SystemExit(
             f"CSAE_HOME_FORCE_ID={settings.home_force_id!r} is not a force id; "
             f"one of: {', '.join(sorted(directory.forces))}"
         )
     return policy, directory
+
+
+def force_directory(settings: Settings) -> ForceDirectory:
+    """The force directory (CSAE_FORCES_FILE, else the bundled one), or a refusal to start."""
+    path = settings.forces_file
+    if path is None:
+        return uk_forces()
+    try:
+        return read_forces(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"CSAE_FORCES_FILE: cannot read {path}: {exc}") from None
+    except ValueError as exc:
+        raise SystemExit(f"CSAE_FORCES_FILE: the force directory is refused: {exc}") from None
 
 
 def organisations(settings: Settings) -> Organisations:

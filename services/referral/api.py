@@ -40,10 +40,9 @@ from schemas.media import embedded_media
 from schemas.packets import NSPCC_GUIDANCE, ExternalReference
 from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.breaker import BreakerSettings
-from services.domain.forces import uk_forces
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
-from services.pipeline.startup import organisations
+from services.pipeline.startup import force_directory, organisations
 from services.referral import audit, breakers, queries, renderings, store
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
@@ -379,7 +378,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             safeguarding_contact=settings.safeguarding_contact,
             safeguarding_email=settings.safeguarding_email,
         ),
-        directory=uk_forces(),
+        directory=force_directory(settings),
         deadlines=settings.sla_deadlines,
         organisations=organisations(settings),
     )
