@@ -31,6 +31,7 @@ CRD_KINDS = {
     "ScaledObject": "KEDA CRD: checked by test_keda_scales_on_lag_within_partitions",
     "TriggerAuthentication": "KEDA CRD: checked by test_keda_scales_on_lag_within_partitions",
     "ServiceMonitor": "Prometheus Operator CRD: checked by test_service_monitor_scrapes_all",
+    "PrometheusRule": "Prometheus Operator CRD: checked by test_prometheus_rule_is_the_rules_file",
     "Kustomization": "kustomize's own file: checked by rendering it with kubectl kustomize",
 }
 """Kinds the pinned schemas do not hold, and why skipping them there is still safe."""
@@ -41,12 +42,15 @@ def documents(text: str) -> list[Any]:
 
 
 def manifests(root: Path) -> list[Path]:
-    """The YAML files under `root` that hold resources (JSON 6902 patches are lists of
-    operations, not resources)."""
+    """The YAML files under `root` that hold resources: not JSON 6902 patches (lists of
+    operations), nor the files kustomize makes ConfigMaps from (a policy, a directory)."""
     return sorted(
         p
         for p in root.rglob("*.yaml")
-        if all(isinstance(d, dict) for d in documents(p.read_text()))
+        if all(
+            isinstance(d, dict) and {"apiVersion", "kind"} <= d.keys()
+            for d in documents(p.read_text())
+        )
     )
 
 

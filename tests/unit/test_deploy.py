@@ -8,8 +8,8 @@ Dockerfile's stages, compose's and the pods' lock-down, and the CRDs (KEDA, Prom
 Operator), which have no schema there.
 """
 
+import functools
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from services.domain.organisations import read_directory
 from services.pipeline.settings import Settings
 from tests.scripts import load_script
 
 validate = load_script("deploy/validate.py", "csae_deploy_validate")
+generate = load_script("deploy/kubernetes/generate.py", "csae_kubernetes_generate")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -294,17 +296,82 @@ def test_no_secret_is_committed() -> None:
     assert not [r for r in _all_resources() if r["kind"] == "Secret"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
 @pytest.mark.parametrize("overlay", ["base", "overlays/production"])
-def test_kustomize_renders_valid_manifests(overlay: str) -> None:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(K8S / overlay)], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    rendered = [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+def test_kustomize_labels_every_resource_and_pod(overlay: str) -> None:
+    rendered = _rendered(overlay)
     assert len(rendered) >= 20
     for resource in rendered:
         assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "csae-referrals"
         if resource["kind"] == "Deployment":
             labels = resource["spec"]["template"]["metadata"]["labels"]
             assert labels["app.kubernetes.io/part-of"] == "csae-referrals", "NetworkPolicies"
+
+
+def test_generated_kubernetes_files_are_fresh() -> None:
+    for path, text in generate.rendered().items():
+        assert path.read_text() == text, (
+            f"{path.relative_to(ROOT)} is stale: run .venv/bin/python deploy/kubernetes/generate.py"
+        )
+
+
+@functools.cache
+def _rendered(overlay: str) -> list[dict[str, Any]]:
+    """What `kubectl kustomize` makes of the overlay (once per run: each takes a second)."""
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(K8S / overlay)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+
+
+def test_prometheus_rule_is_the_rules_file() -> None:
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "csae-alerts.yaml").read_text())
+    (rule,) = [r for r in _all_resources() if r["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"] == rules["groups"]
+    alerts = [a for g in rule["spec"]["groups"] for a in g["rules"]]
+    assert all((ROOT / a["annotations"]["runbook_url"]).exists() for a in alerts)
+
+
+def test_dashboards_config_map_holds_every_dashboard_for_grafanas_sidecar() -> None:
+    (maps,) = [
+        r for r in _all_resources() if r.get("metadata", {}).get("name") == "csae-dashboards"
+    ]
+    assert maps["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    assert maps["data"] == {p.name: p.read_text() for p in committed}
+    # Under the 262,144 bytes `kubectl apply` can keep in its last-applied annotation.
+    assert len((K8S / "base" / "grafana-dashboards.yaml").read_bytes()) < 200_000
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_every_process_reads_the_policy_forces_and_directory_from_config_maps(
+    overlay: str,
+) -> None:
+    rendered = _rendered(overlay)
+    maps = {r["metadata"]["name"]: r for r in rendered if r["kind"] == "ConfigMap"}
+    config = next(m["data"] for name, m in maps.items() if name.startswith("csae-config"))
+    files = {
+        "CSAE_POLICY_FILE": "csae-policy",
+        "CSAE_FORCES_FILE": "csae-forces",
+    }
+    if overlay != "base":
+        files["CSAE_ORG_DIRECTORY_FILE"] = "csae-organisations"
+    deployments = [r for r in rendered if r["kind"] == "Deployment"]
+    assert len(deployments) == 3
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        for variable, prefix in files.items():
+            path = Path(config[variable])
+            volume = volumes[mounts[str(path.parent)]]
+            name = volume["configMap"]["name"]
+            assert name.startswith(prefix), (deployment["metadata"]["name"], variable)
+            assert path.name in maps[name]["data"], (name, path.name)  # the file is in it
+    assert (
+        maps[next(n for n in maps if n.startswith("csae-policy"))]["data"]["policy.yaml"]
+        == (ROOT / "services" / "domain" / "data" / "policy.yaml").read_text()
+    )
+    if overlay != "base":
+        example = next(m for n, m in maps.items() if n.startswith("csae-organisations"))
+        read_directory(example["data"]["organisations.yaml"], source="the overlay's example")
