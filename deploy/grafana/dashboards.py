@@ -248,6 +248,17 @@ CASES = [
         allow_empty="set only when reviews are overdue; none in a fresh run",
     ),
     Panel(
+        "Supplements, by destination (last 24h)",
+        "sum by (destination) (increase(csae_supplements_total[24h]))",
+        "Cases already sent that are ready again with a supplementary packet: flags arrived "
+        "after the referral was sent (counted by the worker), or a person sent an older version "
+        "than the latest (counted by the API). Each one waits for a person to send it, quoting "
+        "the first reference: rising for one destination while cases there are overdue at "
+        "submitted, open GET /v1/cases?status=ready&destination=... and send them.",
+        "{{destination}}",
+        runbook="CsaeUrgentCasesOverdue",
+    ),
+    Panel(
         "Time in each stage (p95)",
         "histogram_quantile(0.95, sum by (le, stage) (rate(csae_stage_seconds_bucket[1h])))",
         "How long cases spend between stages. A stage creeping up toward its deadline: find "

@@ -11,6 +11,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.referral import DestinationKind
+
 log = logging.getLogger(__name__)
 
 # Up to the longest deadline (P3: 7 days to submit), so a slow stage is not lost in +Inf.
@@ -130,6 +132,14 @@ class Metrics:
             ["destination", "status"],
             registry=registry,
         )
+        self.supplements = Counter(
+            "csae_supplements",
+            "Supplementary packets to send: a case already sent is ready again because flags "
+            "joined it after (the worker), or a person sent an older version than the latest "
+            "(the API); by destination kind.",
+            ["destination"],
+            registry=registry,
+        )
         self.breaker_open = Gauge(
             "csae_breaker_open",
             "1 while a source's flood breaker is open (its referrals held as reviews), at the "
@@ -207,6 +217,8 @@ class Metrics:
         for priority in ("P0", "P1", "P2", "P3"):
             for stage in ("review", "ready", "submitted"):
                 self.sla_breaches.labels(priority, stage)
+        for kind in DestinationKind:
+            self.supplements.labels(kind.value)
 
 
 async def watch_event_loop(metrics: Metrics, stop: asyncio.Event, interval: float = 1.0) -> None:

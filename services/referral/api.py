@@ -696,6 +696,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             )
         for priority, stage in moved.breaches:
             metrics.sla_breaches.labels(priority.value, stage.value).inc()
+        if moved.supplement:
+            metrics.supplements.labels(case.destination).inc()
         log.info(
             "case moved",
             extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},

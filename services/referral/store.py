@@ -84,6 +84,10 @@ class CaseConfig:
         )
 
 
+_SENT = (CaseStatus.SUBMITTED, CaseStatus.ACKNOWLEDGED)
+"""A case in these was sent: new flags on it make a supplementary packet."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppliedTask:
     """What applying one new task did, for metrics."""
@@ -98,6 +102,9 @@ class AppliedTask:
     """A referral held as a review: its source's flood breaker is open."""
     passed: bool = False
     """A child in immediate danger, sent although its source's flood breaker is open."""
+    supplement: bool = False
+    """This task's case had been sent and is ready again with a supplementary packet (on the
+    case's first task of the batch only, so a supplement is counted once)."""
 
 
 async def enable_durable_commit(session: AsyncSession) -> None:
@@ -350,6 +357,7 @@ async def _apply_round(
             became_ready = moved.previous is not CaseStatus.READY and (
                 state.status is CaseStatus.READY
             )
+            supplement = became_ready and moved.previous in _SENT
             applied.extend(
                 AppliedTask(
                     t,
@@ -361,6 +369,7 @@ async def _apply_round(
                     passed=bool(holding)
                     and flood.source_of(t) in holding
                     and flood.goes_out_anyway(t),
+                    supplement=supplement and i == 0,
                 )
                 for i, t in enumerate(by_case[key])
             )
@@ -606,6 +615,8 @@ class Moved:
     """For a submission: how long the packet was ready before a person sent it."""
     receipt: DeliveryReceipt | None = None
     """For a submission: what was sent, when, by whom, and the reference that came back."""
+    supplement: bool = False
+    """The version sent was not the latest: the case is ready again with a supplement."""
 
 
 def _write(case: Case, state: CaseState) -> None:
@@ -683,6 +694,7 @@ async def transition_case(
         external_reference=external_reference,
     )
     breaches = moved.breaches
+    supplement = False
     if cases.needs_supplement(state):
         unsent = (
             await session.execute(
@@ -701,6 +713,7 @@ async def transition_case(
         _write(case, state)
         _log(session, case, CaseStatus.SUBMITTED, actor=SYSTEM_ACTOR, now=now, note=again.note)
         breaches += again.breaches
+        supplement = True
     receipt = None
     if sent is not None and external_reference is not None:
         fmt: Format = sent_format or ("ncmec-xml" if to_ncmec else "json")
@@ -723,7 +736,7 @@ async def transition_case(
     if previous is CaseStatus.READY and ready_since is not None:
         waited = max((now - ready_since).total_seconds(), 0.0)
     await session.flush()
-    return Moved(case, previous, breaches, waited, receipt)
+    return Moved(case, previous, breaches, waited, receipt, supplement)
 
 
 def _is_report_id(reference: str) -> bool:

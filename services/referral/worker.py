@@ -116,6 +116,8 @@ class TaskRecorder:
         m = self._metrics
         for item in applied:
             m.cases_written.labels(item.task.destination.kind.value, item.status.value).inc()
+            if item.supplement:
+                m.supplements.labels(item.task.destination.kind.value).inc()
             if item.task.escalation is not None:
                 m.case_escalations.labels(item.task.escalation, item.task.priority.value).inc()
             if item.held or item.passed:

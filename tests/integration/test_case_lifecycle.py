@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,9 +26,9 @@ from services.referral import store
 from services.referral.api import create_app
 from services.referral.enums import CaseStatus, Stage
 from services.referral.keys import Role, create_key
-from services.referral.models import Case
+from services.referral.models import Case, Task
 from services.referral.sweep import SWEEP_LOCK
-from services.referral.worker import SlaSweeper
+from services.referral.worker import SlaSweeper, TaskRecorder
 from tests.factories import DETECTED_AT, make_flag, signal
 from tests.infra import isolated_settings
 from tests.integration.test_cases_store import REPORTER, routed
@@ -807,3 +808,66 @@ async def test_one_sweeper_at_a_time_and_the_one_that_waits_keeps_no_stale_count
         assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 0
     assert await waiting.sweep_once() is not None, "the lock is released with the transaction"
     assert _sample(metrics, "csae_cases_overdue", "P1", Stage.SUBMITTED) == 1
+
+
+async def test_supplements_are_counted_once_by_destination_where_they_are_made(
+    api: Api, sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    settings = isolated_settings(database_url)
+    metrics = Metrics(CollectorRegistry())
+    # No refusal in these records, so the worker sends no dead letter: it needs no producer.
+    worker = TaskRecorder(
+        cast(AIOKafkaProducer, None), sessions=sessions, settings=settings, metrics=metrics
+    )
+
+    def delivered(tasks: list[ReferralTask]) -> list[Any]:
+        return [
+            ConsumerRecord(
+                settings.topic_referrals,
+                0,
+                0,
+                0,
+                0,
+                None,
+                t.model_dump_json().encode(),
+                None,
+                0,
+                0,
+                (),
+            )
+            for t in tasks
+        ]
+
+    def counted() -> float:
+        value = metrics.registry.get_sample_value(
+            "csae_supplements_total", {"destination": "police"}
+        )
+        return value or 0.0
+
+    subject = account()
+    first = police_tasks(subject=subject, signals=[signal("coercion", 0.9)])
+    await worker(delivered(first))
+    async with sessions() as session:
+        case_id = await session.scalar(select(Task.case_id).where(Task.flag_id == first[0].flag_id))
+    assert case_id is not None
+    assert counted() == 0, "a new case is no supplement"
+    api.clock.now = DETECTED_AT + timedelta(minutes=30)
+    assert (
+        await api.move(case_id, "submitted", external_reference="K-1", packet_version=1)
+    ).is_success
+
+    later = police_tasks(subject=subject, signals=[signal("grooming", 0.95)], minutes=60)
+    await worker(delivered(later))
+    assert counted() == 1
+    await worker(delivered(later))  # redelivered: stored already, counted already
+    more = police_tasks(subject=subject, signals=[signal("coercion", 0.95)], minutes=62)
+    await worker(delivered(more))  # joins the supplement waiting to be sent: not another one
+    assert counted() == 1
+    assert (await api.case(case_id))["packet_version"] == 3
+
+    # A person sends version 2 while version 3 holds a later flag: the API makes a supplement.
+    api.clock.now = DETECTED_AT + timedelta(minutes=70)
+    moved = await api.move(case_id, "submitted", external_reference="K-2", packet_version=2)
+    assert moved.json()["status"] == "ready"
+    scraped = (await api.client.get("/metrics/")).text
+    assert 'csae_supplements_total{destination="police"} 1.0' in scraped
