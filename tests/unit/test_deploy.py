@@ -290,6 +290,12 @@ def test_service_monitor_scrapes_all() -> None:
     services = [r for r in _all_resources() if r["kind"] == "Service"]
     for service in services:
         assert {p["name"] for p in service["spec"]["ports"]} <= ports
+    # Each target's job is the one the alert rules name (CsaeProcessDown, CsaeUnprocessableFlags).
+    rules = (ROOT / "deploy" / "prometheus" / "csae-alerts.yaml").read_text()
+    label = monitor["spec"]["jobLabel"]
+    jobs = {service["metadata"]["labels"][label] for service in services}
+    assert jobs == {"csae-router", "csae-worker", "csae-api"}
+    assert all(f'job="{job}"' in rules for job in jobs)
 
 
 def test_no_secret_is_committed() -> None:
