@@ -54,10 +54,21 @@ def _to_json(value: object) -> str:
     return value if isinstance(value, JsonText) else json.dumps(value)
 
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long opening a connection may take (asyncpg's default is 60 s): a database that does not
+answer at all fails each try soon enough for the worker's retry rounds to come round well inside
+its liveness threshold (CSAE_CONSUMER_STALL_SECONDS) and Kafka's max_poll_interval."""
+
+
 def new_engine(url: str) -> AsyncEngine:
     # hide_parameters: SQL errors must not carry identifiers into logs.
     return create_async_engine(
-        url, hide_parameters=True, pool_pre_ping=True, pool_size=5, json_serializer=_to_json
+        url,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=5,
+        json_serializer=_to_json,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
     )
 
 

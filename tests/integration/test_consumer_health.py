@@ -3,6 +3,7 @@ with the broker answering; not live while its consume loop hangs, live again whe
 round; the worker ready only while its database answers."""
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.pipeline.health import ConsumerHealth, serve
@@ -22,6 +24,7 @@ from services.pipeline.kafka import (
 )
 from services.pipeline.metrics import Metrics
 from services.pipeline.settings import Settings
+from services.referral import database
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.worker import watch_database
 
@@ -147,3 +150,25 @@ async def test_the_worker_hears_its_database_and_not_one_that_is_down(
         assert not await _database_heard(new_sessionmaker(engine), within=2)
     finally:
         await engine.dispose()
+
+
+async def test_a_database_that_never_answers_fails_a_try_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blackholed database (it accepts the connection and never speaks) fails each try after
+    the connect timeout, not asyncpg's 60 s: retry rounds come round inside the liveness
+    threshold, so a database outage never restarts a worker."""
+    monkeypatch.setattr(database, "CONNECT_TIMEOUT_SECONDS", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nothing ever answers
+        port = silent.getsockname()[1]
+        engine = database.new_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/csae")
+        started = time.monotonic()
+        try:
+            with pytest.raises(TimeoutError):
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+    assert time.monotonic() - started < 5
