@@ -1,9 +1,10 @@
 """Liveness and readiness of a consumer (router or worker), served beside its /metrics.
 
 - Live (`/healthz`): the consume loop came round within `stall_seconds`. A transient fault is
-  retried within one round (`batch_retry_seconds`) and a quiet topic still comes round every
-  half second, so only a loop that hangs (a call that never returns, an event loop blocked by
-  synchronous work) fails it: a restart is then the fix.
+  retried within one round (`batch_retry_seconds`, then the tries in flight, each bounded by the
+  database's connect timeout) and a quiet topic still comes round every half second, so only a
+  loop that hangs (a call that never returns, an event loop blocked by synchronous work) fails
+  it: a restart is then the fix.
 - Ready (`/readyz`): a member of its consumer group (an assignment received since the last
   revocation, empty when the group has more members than partitions), the broker answered the
   lag read lately, and for the worker the database answered lately. A broker or database outage
