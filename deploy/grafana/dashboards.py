@@ -292,6 +292,17 @@ SERVICES = [
         "{{job}} {{instance}}",
     ),
     Panel(
+        "Partitions owned, per consumer",
+        "max by (group, job, instance) (csae_consumer_assigned_partitions)",
+        "Partitions each router and worker owns in its consumer group; together they own all of "
+        "their topics' partitions (12 each by default). One at 0 while others own many: it is "
+        "rejoining, or there are more replicas than partitions. All at 0, or jumping: the group "
+        "keeps rebalancing; look for 'partitions revoked' in the logs and a process that "
+        "restarts (its /healthz on the metrics port says why).",
+        "{{group}} {{instance}}",
+        runbook="CsaeConsumerLag",
+    ),
+    Panel(
         "Event-loop lag (p99)",
         "histogram_quantile(0.99, sum by (le, job, instance)"
         " (rate(csae_event_loop_lag_seconds_bucket[5m])))",
