@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -219,6 +220,24 @@ class Metrics:
                 self.sla_breaches.labels(priority, stage)
         for kind in DestinationKind:
             self.supplements.labels(kind.value)
+
+    def case_moved(
+        self,
+        *,
+        priority: str,
+        ready_seconds: float | None,
+        breaches: Iterable[tuple[str, str]],
+        supplement_to: str | None = None,
+    ) -> None:
+        """What a person's move tells the metrics: how long a packet waited ready before it
+        was sent (at the priority whose deadline it had), each breach the move found, and a
+        supplement it made (an older version sent) to the destination kind `supplement_to`."""
+        if ready_seconds is not None:
+            self.stage_seconds.labels("ready_to_submitted", priority).observe(ready_seconds)
+        for late_priority, stage in breaches:
+            self.sla_breaches.labels(late_priority, stage).inc()
+        if supplement_to is not None:
+            self.supplements.labels(supplement_to).inc()
 
 
 async def watch_event_loop(metrics: Metrics, stop: asyncio.Event, interval: float = 1.0) -> None:

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     """The key that signs the API's pagination cursors (HMAC-SHA256). Unset: a random key per
     process, so a cursor only works on the process that issued it and until it restarts; set it
     to the same value on every API process behind one address."""
+    console_idle_seconds: float = Field(default=900.0, gt=0)
+    """A console session with no request for this long is signed out."""
+    console_lifetime_seconds: float = Field(default=12 * 3600.0, gt=0)
+    """A console session ends this long after sign-in, however busy."""
+    console_refresh_seconds: float = Field(default=15.0, ge=2)
+    """How often the console's queue page refreshes itself."""
     router_metrics_port: int = 9101
     worker_metrics_port: int = 9102
 

@@ -10,9 +10,9 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Protocol
 from uuid import UUID, uuid4
 
@@ -26,7 +26,6 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
 )
@@ -36,34 +35,40 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.base import PRINTABLE, Label
-from schemas.media import embedded_media
-from schemas.packets import NSPCC_GUIDANCE, ExternalReference
+from schemas.packets import NSPCC_GUIDANCE
 from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.breaker import BreakerSettings
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import force_directory, organisations
 from services.referral import audit, breakers, queries, renderings, store
+from services.referral.console import views as console
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
 from services.referral.exceptions import (
-    Conflict,
     Forbidden,
     IllegalTransition,
     InvalidRequest,
     NotFound,
     ReferralError,
+    http_status,
 )
 from services.referral.keys import Keyring, Role
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Breaker, Case
 from services.referral.packets import Reporter
 from services.referral.renderings import Format
+from services.referral.requests import (
+    INT32_MAX,
+    NOTE_TEXT,
+    Instant,
+    TransitionRequest,
+    no_media,
+    safe_errors,
+)
 
 log = logging.getLogger(__name__)
 
-INT32_MAX = 2**31 - 1
-"""The largest packet version the database holds (a PostgreSQL `integer`)."""
 MAX_BODY_BYTES = 64 * 1024
 """A request body past this is refused (413) before it is read: a move or a close is a few
 hundred bytes."""
@@ -76,31 +81,6 @@ MAX_DETAIL_PAGE = 1000
 MAX_INT64 = 2**63 - 1
 
 
-def _iso_text(value: object) -> object:
-    """Only an ISO 8601 date and time (pydantic alone would take `0.5` as a Unix time)."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _ISO_DATETIME.fullmatch(value):
-        raise ValueError("expected an ISO 8601 date and time with a timezone")
-    return value
-
-
-def _in_range(value: datetime) -> datetime:
-    """A time whose UTC value Python and PostgreSQL can both hold (year 1 to 9999)."""
-    try:
-        value.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValueError(
-            "the time is outside the range this API holds (years 1 to 9999 UTC)"
-        ) from None
-    return value
-
-
-_ISO_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:?\d{2})"
-)
-Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_range)]
-"""A timezone-aware time from a request, within what the database holds."""
 Text64 = Annotated[str, Field(min_length=1, max_length=64, pattern=f"^{PRINTABLE}+$")]
 """A short name from a request path: no control characters (PostgreSQL cannot store U+0000)."""
 
@@ -190,49 +170,13 @@ class CaseDetail(CaseSummary):
     """Its delivery receipts, one per submission, oldest first (the latest `limit`)."""
 
 
-def _no_media(value: str) -> str:
-    reason = embedded_media(value)
-    if reason is not None:
-        raise ValueError(f"looks like embedded media ({reason}); this field is text only")
-    return value
-
-
-_NOTE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+$"
-"""A person's note: any text but control characters (tabs and line breaks are fine)."""
-
-
-class TransitionRequest(BaseModel):
-    """Move a case on: `submitted` needs the receiver's reference, `dismissed` a note."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: CaseStatus
-    external_reference: Annotated[ExternalReference, AfterValidator(_no_media)] | None = None
-    packet_version: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    """Required for `submitted`: the packet version that was sent. When a later version exists,
-    the flags it added come back at once as a supplementary packet."""
-    expected_updated_at: Instant | None = None
-    """The case's `updated_at` as read: the move is refused (409) if the case changed since."""
-    format: Format | None = None
-    """With `submitted`: the rendering that was sent (`?format=` of the packet route); by
-    default `ncmec-xml` for a case to NCMEC, else `json`. The receipt keeps its sha256."""
-    note: (
-        Annotated[
-            str,
-            Field(min_length=1, max_length=1000, pattern=_NOTE_TEXT),
-            AfterValidator(_no_media),
-        ]
-        | None
-    ) = None
-
-
 class BreakerClose(BaseModel):
     """Close a source's flood breaker: why (kept with the breaker, beside the key that did it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     note: Annotated[
-        str, Field(min_length=1, max_length=1000, pattern=_NOTE_TEXT), AfterValidator(_no_media)
+        str, Field(min_length=1, max_length=1000, pattern=NOTE_TEXT), AfterValidator(no_media)
     ]
 
 
@@ -344,16 +288,6 @@ class Trail:
 
 
 _bearer = HTTPBearer(auto_error=False)
-_STATUS: dict[type[ReferralError], int] = {
-    InvalidRequest: 400,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-}
-
-
-def _status_of(exc: ReferralError) -> int:
-    return next((_STATUS[k] for k in type(exc).__mro__ if k in _STATUS), 400)
 
 
 def _utc_now() -> datetime:
@@ -430,8 +364,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     Audited = Annotated[Trail, Depends(trail)]  # noqa: N806 - a type alias
 
-    @asynccontextmanager
-    async def audited(
+    def audited(
         s: AsyncSession,
         t: Trail,
         action: str,
@@ -440,34 +373,19 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         case_id: UUID | None = None,
         packet_version: int | None = None,
         flag_id: UUID | None = None,
-    ) -> AsyncIterator[dict[str, audit.Fact]]:
-        """Record what the block did on the audit trail, then commit: its writes and the entry
-        together. A refusal (404, 409...) rolls the block back and is recorded on its own. The
-        caller adds facts (a list's filter and row count) to the dict it is given."""
-        detail: dict[str, audit.Fact] = {}
-
-        async def record(outcome: int) -> None:
-            entry = audit.Entry(
-                actor=t.actor,
-                action=action,
-                outcome=str(outcome),
-                route=route,
-                request_id=t.request_id,
-                case_id=case_id,
-                packet_version=packet_version,
-                flag_id=flag_id,
-                detail=detail,
-            )
-            await audit.record(session=s, entry=entry, now=clock())
-            await s.commit()
-
-        try:
-            yield detail
-        except ReferralError as exc:
-            await s.rollback()
-            await record(_status_of(exc))
-            raise
-        await record(200)
+    ) -> AbstractAsyncContextManager[dict[str, audit.Fact]]:
+        """The block's work and its audit entry, committed together (`audit.audited`)."""
+        return audit.audited(
+            s,
+            actor=t.actor,
+            action=action,
+            route=route,
+            request_id=t.request_id,
+            clock=clock,
+            case_id=case_id,
+            packet_version=packet_version,
+            flag_id=flag_id,
+        )
 
     required: dict[Callable[..., Any], frozenset[Role]] = {}
 
@@ -488,7 +406,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     @app.exception_handler(ReferralError)
     async def referral_error(request: Request, exc: ReferralError) -> JSONResponse:
-        status = _status_of(exc)
+        status = http_status(exc)
         body: dict[str, Any] = {"detail": str(exc)}
         if isinstance(exc, IllegalTransition):
             body |= {"status": exc.current, "allowed": exc.allowed}
@@ -496,7 +414,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _safe_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": safe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(_UnauthorizedError)
     async def unauthorized(request: Request, exc: _UnauthorizedError) -> JSONResponse:
@@ -681,23 +599,14 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
                 sent_format=request.format,
             )
             facts |= {"from": moved.previous.value, "status": moved.case.status.value}
-            if moved.receipt is not None:  # what was sent; the reference stays in the case
-                receipt = moved.receipt
-                facts |= {
-                    "receipt": str(receipt.receipt_id),
-                    "destination": receipt.destination_key.split(":")[0],
-                    "format": receipt.format,
-                    "sha256": receipt.sha256,
-                }
+            facts |= moved.receipt_facts()
         case = moved.case
-        if moved.ready_seconds is not None:
-            metrics.stage_seconds.labels("ready_to_submitted", case.submitted_due_priority).observe(
-                moved.ready_seconds
-            )
-        for priority, stage in moved.breaches:
-            metrics.sla_breaches.labels(priority.value, stage.value).inc()
-        if moved.supplement:
-            metrics.supplements.labels(case.destination).inc()
+        metrics.case_moved(
+            priority=case.submitted_due_priority,
+            ready_seconds=moved.ready_seconds,
+            breaches=[(p.value, stage.value) for p, stage in moved.breaches],
+            supplement_to=case.destination if moved.supplement else None,
+        )
         log.info(
             "case moved",
             extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},
@@ -829,6 +738,18 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             facts["cases"] = len(case_ids)
         return FlagView(flag_id=flag_id, decision=decision.body, case_ids=case_ids)
 
+    console.install(
+        app,
+        console.Wiring(
+            keys=keys,
+            clock=clock,
+            packets=packets,
+            metrics=metrics,
+            idle=timedelta(seconds=settings.console_idle_seconds),
+            lifetime=timedelta(seconds=settings.console_lifetime_seconds),
+            refresh_seconds=settings.console_refresh_seconds,
+        ),
+    )
     app.add_middleware(
         _Guard, keys=keys, routes=lambda: app.router.routes, roles=required, clock=clock
     )
@@ -901,11 +822,16 @@ class _Guard:
             await send(message)
 
         try:
+            refusal: ASGIApp | None = None
             if scope["path"].startswith("/v1/"):
                 refusal, receive = await self._admit(scope, receive)
-                if refusal is not None:
-                    await refusal(scope, receive, tracked)
-                    return
+            elif scope["path"].startswith(console.PREFIX + "/"):
+                # The console's pages check their session cookie themselves; its bodies (a
+                # sign-in, a move) are bounded here, before they are read, as the API's are.
+                refusal, receive = await _bounded(scope, receive)
+            if refusal is not None:
+                await refusal(scope, receive, tracked)
+                return
             await self.app(scope, receive, tracked)
         except Exception as exc:  # the edge: no traceback, whose frames hold request values
             log.error(  # no exc_info on purpose: the type and the id, never the values
@@ -926,44 +852,7 @@ class _Guard:
         needed = self._needed(scope)
         if needed is not None and who.role not in needed:
             return _problem(403, f"the {who.role.value} role may not use this route"), receive
-        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-            return _problem(
-                400, f"the query string is longer than {MAX_QUERY_BYTES} bytes"
-            ), receive
-        if scope["method"] not in ("POST", "PUT", "PATCH"):
-            return None, receive
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None:
-            if not length.isdigit():
-                return _problem(400, "the Content-Length header is not a number"), receive
-            if int(length) > MAX_BODY_BYTES:
-                return _too_large(), receive
-            return None, receive
-        # No length given (chunked): read at most the cap, then hand the body on.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None, receive
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return _too_large(), receive
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return None, replay
+        return await _bounded(scope, receive)
 
     def _caller(self, scope: Scope) -> Caller | None:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
@@ -985,6 +874,47 @@ class _Guard:
                         return self.roles[dependency.dependency]
                 return frozenset()
         return None  # no such route: the router answers 404 or 405
+
+
+async def _bounded(scope: Scope, receive: Receive) -> tuple[ASGIApp | None, Receive]:
+    """None and the body's reader when the query string and the body are within their caps
+    (a body without a length is read up to the cap, then handed on); else the answer."""
+    if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+        return _problem(400, f"the query string is longer than {MAX_QUERY_BYTES} bytes"), receive
+    if scope["method"] not in ("POST", "PUT", "PATCH"):
+        return None, receive
+    length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    if length is not None:
+        if not length.isdigit():
+            return _problem(400, "the Content-Length header is not a number"), receive
+        if int(length) > MAX_BODY_BYTES:
+            return _too_large(), receive
+        return None, receive
+    # No length given (chunked): read at most the cap, then hand the body on.
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, receive
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return _too_large(), receive
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return None, replay
 
 
 class _HttpMetrics:
@@ -1038,24 +968,3 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 def _too_large() -> JSONResponse:
     return _problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-
-
-_QUOTING = {"uuid_parsing": "Input should be a valid UUID", "json_invalid": "JSON decode error"}
-"""Pydantic messages that quote part of the input, and what to say instead."""
-
-
-def _safe_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Validation errors as location, type and message: never the input, nor a message or a
-    location (an unknown field's name) that quotes it."""
-    safe = []
-    for error in errors:
-        kind = str(error.get("type", "value_error"))
-        loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ())]
-        if kind == "extra_forbidden" and loc:
-            loc = loc[:-1]  # the unknown field's name is the caller's text
-        msg = _QUOTING.get(kind, str(error.get("msg", "invalid value")))
-        given = error.get("input")
-        if isinstance(given, str) and len(given) >= 3 and given in msg:
-            msg = "invalid value"
-        safe.append({"loc": loc, "type": kind, "msg": msg})
-    return safe

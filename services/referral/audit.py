@@ -8,7 +8,8 @@ never packet contents nor personal data.
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from uuid import UUID
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.referral.exceptions import ReferralError, http_status
 from services.referral.models import AuditRecord
 
 AUDIT_LOCK = 0x63736165_0003
@@ -146,6 +148,49 @@ async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
         )
     )
     return seq
+
+
+@asynccontextmanager
+async def audited(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    route: str,
+    request_id: str | None,
+    clock: Callable[[], datetime],
+    case_id: UUID | None = None,
+    packet_version: int | None = None,
+    flag_id: UUID | None = None,
+) -> AsyncIterator[dict[str, Fact]]:
+    """Record what the block did on the audit trail, then commit: its writes and the entry
+    together. A refusal (404, 409...) rolls the block back and is recorded on its own, with the
+    HTTP status it answers. The caller adds facts (a list's filter and row count) to the dict
+    it is given."""
+    detail: dict[str, Fact] = {}
+
+    async def write(outcome: int) -> None:
+        entry = Entry(
+            actor=actor,
+            action=action,
+            outcome=str(outcome),
+            route=route,
+            request_id=request_id,
+            case_id=case_id,
+            packet_version=packet_version,
+            flag_id=flag_id,
+            detail=detail,
+        )
+        await record(session=session, entry=entry, now=clock())
+        await session.commit()
+
+    try:
+        yield detail
+    except ReferralError as exc:
+        await session.rollback()
+        await write(http_status(exc))
+        raise
+    await write(200)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,10 @@ class ReferralError(Exception):
     """Root of the service's own errors."""
 
 
+class Unauthenticated(ReferralError):
+    """No valid key or session (401)."""
+
+
 class Forbidden(ReferralError):
     """The caller's role may not do this (403)."""
 
@@ -30,6 +34,20 @@ class IllegalTransition(Conflict):
         super().__init__(message)
         self.current = current
         self.allowed = list(allowed)
+
+
+_HTTP_STATUS: dict[type[ReferralError], int] = {
+    InvalidRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+def http_status(exc: ReferralError) -> int:
+    """The HTTP status an error answers with (its nearest kind's; 400 for any other)."""
+    return next((_HTTP_STATUS[k] for k in type(exc).__mro__ if k in _HTTP_STATUS), 400)
 
 
 class ConcurrentChange(Exception):

@@ -196,8 +196,12 @@ class Keyring:
 
     def find(self, key: str, now: datetime) -> ApiKey | None:
         """The valid stored key matching `key`; every hash is compared in constant time."""
+        return self.find_hashed(key_hash(key), now)
+
+    def find_hashed(self, hashed: str, now: datetime) -> ApiKey | None:
+        """The valid stored key with this hash (a console session holds the hash, never the
+        key): refused from the moment the key is revoked or expires."""
         self._refresh()
-        hashed = key_hash(key)
         found: ApiKey | None = None
         for stored in self.keys:  # no early exit: the time taken does not depend on the match
             if hmac.compare_digest(stored.hash, hashed):

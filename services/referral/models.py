@@ -375,3 +375,23 @@ class AuditRecord(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     """sha256 hex of `prev_hash` and the entry's canonical JSON (`services.referral.audit`)."""
+
+
+class ConsoleSession(Base):
+    __tablename__ = "console_sessions"
+    __table_args__ = (
+        Index("ix_console_sessions_last_seen_at", "last_seen_at"),
+        {
+            "comment": "Signed-in browser sessions of the safeguarding console, shared by every "
+            "API process. The session token and the API key are stored hashed, never as given."
+        },
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """sha256 hex of the session token the browser holds in its cookie."""
+    key_hash: Mapped[str] = mapped_column(String(64))
+    """The hash of the API key signed in with: a revoked or expired key ends the session."""
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    """The session's last request: past the idle timeout, it is refused and deleted."""

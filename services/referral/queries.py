@@ -143,3 +143,52 @@ async def case_receipts(
         .limit(limit)
     )
     return list(rows)[::-1]
+
+
+QueuePosition = tuple[str, datetime, UUID]
+"""Where a queue page ends: (priority, due_at, case_id)."""
+
+
+async def queue(
+    *,
+    session: AsyncSession,
+    status: CaseStatus | None = None,
+    destination: str | None = None,
+    priority: str | None = None,
+    force_id: str | None = None,
+    criterion: str | None = None,
+    after: QueuePosition | None = None,
+    limit: int = 50,
+    columns: Sequence[InstrumentedAttribute[Any]] = (),
+) -> Sequence[Row[Any]]:
+    """The cases waiting on a person (under review, or ready to send), most urgent first: by
+    priority (P0 first), then by deadline (the most overdue, then the least time left), after
+    the (priority, due_at, case_id) position. Served by the partial (priority, due_at,
+    case_id) index over waiting cases (migration 0008)."""
+    key = (Case.priority, Case.due_at, Case.case_id)
+    query = select(*columns).where(Case.due_at.is_not(None)).order_by(*key).limit(limit)
+    if status is not None:
+        query = query.where(Case.status == status)
+    if destination is not None:
+        query = query.where(Case.destination == destination)
+    if priority is not None:
+        query = query.where(Case.priority == priority)
+    if force_id is not None:
+        query = query.where(Case.force_id == force_id)
+    if criterion is not None:
+        query = query.where(Case.criteria.contains([criterion]))
+    if after is not None:
+        query = query.where(tuple_(*key) > tuple_(*after))
+    return (await session.execute(query)).all()
+
+
+async def case_tasks(*, session: AsyncSession, case_id: UUID, limit: int) -> list[Task]:
+    """The latest `limit` tasks of a case (its flags as routed, with the rules that fired),
+    oldest first. Served by (case_id, routed_at)."""
+    rows = await session.scalars(
+        select(Task)
+        .where(Task.case_id == case_id)
+        .order_by(Task.routed_at.desc(), Task.task_id.desc())
+        .limit(limit)
+    )
+    return list(reversed(rows.all()))

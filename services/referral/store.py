@@ -618,6 +618,18 @@ class Moved:
     supplement: bool = False
     """The version sent was not the latest: the case is ready again with a supplement."""
 
+    def receipt_facts(self) -> dict[str, str]:
+        """What the audit entry of a submission names of its receipt: what was sent, never
+        the reference (that stays in the case)."""
+        if self.receipt is None:
+            return {}
+        return {
+            "receipt": str(self.receipt.receipt_id),
+            "destination": self.receipt.destination_key.split(":")[0],
+            "format": self.receipt.format,
+            "sha256": self.receipt.sha256,
+        }
+
 
 def _write(case: Case, state: CaseState) -> None:
     for name in cases.STATE_FIELDS:
