@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install up down run test test-unit lint format bench schemas alerts observe
+.PHONY: help install browser up down run test test-unit lint format bench schemas alerts observe
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,13 @@ install: $(VENV)/.synced ## Install the locked Python dependencies into .venv
 	@# faster, even where PYTHONDONTWRITEBYTECODE keeps Python from caching it by itself.
 	@$(BIN)/python -m compileall -q schemas services
 
+browser: ## Install Debian's Chromium for the console's browser tests (quick when it is there)
+	@# Playwright drives the system browser (its own browser download is not used).
+	@test -x /usr/bin/chromium || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium; }
+
 up: install ## Start local Kafka and PostgreSQL (idempotent) and migrate the database
 	deploy/local/kafka.sh start
 	deploy/local/postgres.sh start
@@ -43,7 +50,7 @@ down: ## Stop the Kafka and PostgreSQL that `make up` started
 run: install ## Run the whole pipeline with the sample flags; Ctrl-C stops everything it started
 	deploy/local/run.sh
 
-test: install ## Start Kafka and PostgreSQL, run every test, stop what was started
+test: install browser ## Start Kafka and PostgreSQL, run every test (the browser ones in Chromium), stop what was started
 	CSAE_POSTGRES_UNSAFE_FOR_TESTS=1 deploy/local/with-infra.sh $(BIN)/pytest
 
 test-unit: install ## Run the unit tests only (no servers)

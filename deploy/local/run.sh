@@ -55,8 +55,9 @@ echo
 "${CSAE}" demo "${ROOT}/schemas/examples/sample-flags.jsonl"
 cat <<MSG
 
+Console:  http://${API_HOST}:${API_PORT}/console   (the safeguarding console: sign in with the key below)
 API:      http://${API_HOST}:${API_PORT}/docs   (OpenAPI)
-Key:      ${key}
+Key:      ${key}   (an investigator's)
 Try:      curl -H 'Authorization: Bearer ${key}' http://${API_HOST}:${API_PORT}/v1/cases
 Metrics:  http://${API_HOST}:${API_PORT}/metrics, router :9101/metrics, worker :9102/metrics
 Logs:     ${LOGS}/

@@ -362,6 +362,7 @@ async def test_a_move_someone_made_first_is_explained_and_keeps_what_was_typed(
     assert "Someone else moved this case first" in late.text
     assert "It is now <strong>submitted</strong>" in late.text
     assert "investigator:colleague" in late.text
+    assert '<pre class="typed">KNT-SECOND</pre>' in late.text  # not lost, though moot now
     async with sessions() as session:
         case = await queries.get_case(session=session, case_id=case_id)
     assert case is not None
