@@ -445,3 +445,25 @@ def _form(page: str, to: str) -> dict[str, str]:
     form = page[start : page.index("</form>", start)]
     fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', form))
     return {k: html.unescape(v) for k, v in fields.items()}
+
+
+async def test_a_session_works_on_every_api_process(database_url: str, tmp_path: Path) -> None:
+    async with (
+        _serve(database_url, tmp_path / "a", "http://console") as first,
+        _serve(database_url, tmp_path / "b", "http://console") as second,
+    ):
+        # Both processes read one keys file, as behind one address.
+        second.keys.write_text(first.keys.read_text())
+        second_app = second.client
+        signed = await first.sign_in(first.investigator)
+        token = signed.cookies[COOKIE]
+        second_app.cookies.set(COOKIE, token, path="/console")
+        deadline = time.monotonic() + 15  # the second keyring re-reads its file within 2 s
+        while (queue := await second_app.get("/console/queue")).status_code != 200:
+            assert time.monotonic() < deadline, "the other process did not know the session"
+            await asyncio.sleep(0.2)
+        out = await second_app.post("/console/sign-out", data={"csrf": second.csrf(queue)})
+        assert out.status_code == 303
+        ended = await first.client.get("/console/queue")
+        assert ended.status_code == 303  # signed out there: signed out here too
+        assert ended.headers["location"].startswith("/console/sign-in")

@@ -85,24 +85,23 @@ async def find(
     idle: timedelta,
     lifetime: timedelta,
 ) -> Signed | None:
-    """The session the cookie names, if still valid, touched as seen now; an idle, too old or
-    revoked-key session is deleted and None. Not committed (the page's audit entry commits)."""
+    """The session the cookie names, if still valid, touched as seen now (not committed: the
+    page's audit entry commits it); None for an unknown session, an idle or too old one (then
+    deleted), or one whose key this process does not accept."""
     if not token or len(token) > 128:
         return None
     hashed = token_hash(token)
     stored = await session.get(ConsoleSession, hashed, with_for_update=False)
     if stored is None:
         return None
-    key = keys.find_hashed(stored.key_hash, now)
-    valid = (
-        key is not None
-        and key.role.value == stored.role
-        and now - stored.last_seen_at < idle
-        and now - stored.created_at < lifetime
-    )
-    if not valid or key is None:
+    if now - stored.last_seen_at >= idle or now - stored.created_at >= lifetime:
         await session.execute(delete(ConsoleSession).where(ConsoleSession.token_hash == hashed))
         await session.commit()
+        return None
+    key = keys.find_hashed(stored.key_hash, now)
+    if key is None or key.role.value != stored.role:
+        # Refused here, but not deleted: another process may not have read a new key yet
+        # (within 2 s); a revoked key is refused by every process, and its row pruned later.
         return None
     await session.execute(
         update(ConsoleSession).where(ConsoleSession.token_hash == hashed).values(last_seen_at=now)

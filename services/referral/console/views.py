@@ -263,7 +263,8 @@ def console(wiring: Wiring) -> APIRouter:
         """The sign-in form; not audited (nobody is signed in, and it shows no case data)."""
         token = sessions.new_token()
         notice = {
-            "idle": "You were signed out after a while without activity. Sign in again.",
+            "idle": "Your session ended: you were signed out after a while without activity, "
+            "or your key is no longer accepted. Sign in again.",
             "out": "You are signed out.",
         }.get(ended or "")
         response = page(request, "sign_in.html", title="Sign in", form_csrf=token, notice=notice)
