@@ -210,6 +210,7 @@ async def test_a_lead_works_the_queue_in_a_browser(
     # A later flag about the same account: the case is ready again with a supplement.
     await publish_lines(pipeline.settings, [_flag(DANGER_LINE, danger)])
     await _until(page, "SUPPLEMENTARY to packet version 1")
+    await expect(page.locator(".notice")).to_contain_text("it is now ready")
     await expect(page.locator("h1")).to_contain_text("ready")
     await expect(page.locator("#packet-text")).to_contain_text(f"WYP-{run}")
     await pages.look(page, "06-case-supplement")
