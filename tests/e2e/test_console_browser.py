@@ -114,6 +114,16 @@ async def _sign_in(page: Page, base: str, key: str) -> None:
     await page.wait_for_url(f"{base}/console/queue")
 
 
+async def _tab_to(page: Page, name: str, most: int = 60) -> None:
+    """Press Tab until the focused element's text starts with `name`."""
+    for _ in range(most):
+        await page.keyboard.press("Tab")
+        text = await page.evaluate("document.activeElement.textContent || ''")
+        if text.strip().startswith(name):
+            return
+    raise AssertionError(f"{name!r} not reached with {most} presses of Tab")
+
+
 async def _until(page: Page, text: str, within: float = 60.0) -> None:
     """Reload the page until it shows `text` (the pipeline is asynchronous)."""
     deadline = time.monotonic() + within
@@ -174,8 +184,12 @@ async def test_a_lead_works_the_queue_in_a_browser(
     await expect(page.locator("#queue-rows tr").first).to_contain_text("P0")
     await pages.look(page, "02-queue-p0")
 
-    # The case: the 999 call before anything else, then the clock in words.
-    await link.click()
+    # The case, opened with the keyboard (Tab to its link, whose focus is visible, then Enter):
+    # the 999 call before anything else, then the clock in words.
+    await _tab_to(page, f"Open case {p0[:8]}")
+    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid", "the focused link shows where the focus is"
+    await page.keyboard.press("Enter")
     await page.wait_for_url(f"{base}/console/cases/{p0}")
     main = page.locator("main")
     first_block = main.locator("h1 + *")

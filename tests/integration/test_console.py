@@ -203,6 +203,14 @@ async def test_an_idle_session_is_signed_out_and_deleted(
     assert "signed out after a while without activity" in notice.text
 
 
+async def test_the_queue_refreshing_itself_keeps_no_one_signed_in(console: Console) -> None:
+    await console.sign_in(console.investigator)
+    console.clock[0] += timedelta(seconds=400)
+    assert (await console.client.get("/console/queue/rows")).status_code == 200
+    console.clock[0] += timedelta(seconds=400)  # 800 s since the last page a person opened
+    assert (await console.client.get("/console/queue/rows")).status_code == 401
+
+
 async def test_revoking_the_key_ends_its_sessions(console: Console) -> None:
     await console.sign_in(console.investigator)
     assert (await console.client.get("/console/queue")).status_code == 200

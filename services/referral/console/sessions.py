@@ -84,9 +84,11 @@ async def find(
     now: datetime,
     idle: timedelta,
     lifetime: timedelta,
+    touch: bool = True,
 ) -> Signed | None:
-    """The session the cookie names, if still valid, touched as seen now (not committed: the
-    page's audit entry commits it); None for an unknown session, an idle or too old one (then
+    """The session the cookie names, if still valid, touched as seen now unless `touch` is
+    false (a page's own refresh is not a person's activity; not committed: the page's audit
+    entry commits it); None for an unknown session, an idle or too old one (then
     deleted), or one whose key this process does not accept."""
     if not token or len(token) > 128:
         return None
@@ -103,9 +105,12 @@ async def find(
         # Refused here, but not deleted: another process may not have read a new key yet
         # (within 2 s); a revoked key is refused by every process, and its row pruned later.
         return None
-    await session.execute(
-        update(ConsoleSession).where(ConsoleSession.token_hash == hashed).values(last_seen_at=now)
-    )
+    if touch:
+        await session.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.token_hash == hashed)
+            .values(last_seen_at=now)
+        )
     return Signed(role=key.role, key_id=key.hash[:KEY_ID_CHARS], token=token)
 
 

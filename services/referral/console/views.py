@@ -202,6 +202,9 @@ def console(wiring: Wiring) -> APIRouter:
             now=clock(),
             idle=wiring.idle,
             lifetime=wiring.lifetime,
+            # The queue's refresh keeps no one signed in: a console left open on an unattended
+            # screen is signed out after the idle timeout all the same.
+            touch=request.url.path != f"{PREFIX}/queue/rows",
         )
         if found is None:
             raise _SignInNeeded
