@@ -13,7 +13,8 @@ function refreshQueue(body) {
         window.location.assign("/console/sign-in?ended=idle");
         return;
       }
-      if (answer.ok) {
+      // Rows are not swapped under a keyboard user's focus (it would be lost): next time.
+      if (answer.ok && !body.contains(document.activeElement)) {
         body.innerHTML = await answer.text();
         if (status) {
           status.textContent = "Updated " + new Date().toISOString().replace("T", " ").slice(0, 19) + " UTC";
