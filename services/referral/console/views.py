@@ -437,9 +437,7 @@ def console(wiring: Wiring) -> APIRouter:
             return HTMLResponse(str(exc), status_code=400)
         return page(request, "queue_rows.html", who=who, **listed)
 
-    async def case_view(
-        s: AsyncSession, case: Case, who: sessions.Signed, now: datetime
-    ) -> dict[str, Any]:
+    async def case_view(s: AsyncSession, case: Case, now: datetime) -> dict[str, Any]:
         """What the case page shows of a case (the latest packet built if nobody read it)."""
         packet_text = None
         packet = None
@@ -501,8 +499,8 @@ def console(wiring: Wiring) -> APIRouter:
                 case = await queries.get_case(session=s, case_id=case_id)
                 if case is None:
                     raise NotFound(f"no case {case_id}")
-                shown = await case_view(s, case, who, clock())
-                facts["packet_version"] = case.packet_version or None
+                shown = await case_view(s, case, clock())
+                facts["packet_shown"] = case.packet_version or None
         except Forbidden:
             return page(
                 request,
