@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.referral import audit, queries, store
 from services.referral.api import MAX_BODY_BYTES, create_app
 from services.referral.console.sessions import COOKIE, token_hash
+from services.referral.console.views import QUEUE_PAGE
 from services.referral.enums import CaseStatus
 from services.referral.keys import Role, create_key, key_hash, revoke_key
 from services.referral.models import AuditRecord, ConsoleSession
@@ -475,3 +476,28 @@ async def test_a_session_works_on_every_api_process(database_url: str, tmp_path:
         ended = await first.client.get("/console/queue")
         assert ended.status_code == 303  # signed out there: signed out here too
         assert ended.headers["location"].startswith("/console/sign-in")
+
+
+async def test_the_queue_pages_through_every_waiting_case_once(
+    console: Console, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    force = f"test-force-{uuid4().hex[:6]}"
+    made = {await _case(sessions) for _ in range(QUEUE_PAGE + 3)}
+    async with sessions() as session, session.begin():
+        for case_id in made:
+            case = await queries.get_case(session=session, case_id=case_id)
+            assert case is not None
+            case.force_id = force
+    await console.sign_in(console.investigator)
+    first = await console.client.get(f"/console/queue?force={force}")
+    shown = re.findall(r'href="/console/cases/([0-9a-f-]{36})"', first.text)
+    assert len(shown) == QUEUE_PAGE
+    after = re.search(r'href="/console/queue\?([^"]+)">Next page', first.text)
+    assert after is not None
+    second = await console.client.get(f"/console/queue?{html.unescape(after.group(1))}")
+    rest = re.findall(r'href="/console/cases/([0-9a-f-]{36})"', second.text)
+    assert len(rest) == 3
+    assert "Next page" not in second.text
+    assert {UUID(c) for c in shown + rest} == made
+    forged = await console.client.get(f"/console/queue?force={force}&after=P1|yesterday|x")
+    assert forged.status_code == 400
