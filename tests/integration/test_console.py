@@ -2,6 +2,7 @@
 browser tests in tests/e2e/test_console_browser.py drive the same pages in Chromium)."""
 
 import asyncio
+import hashlib
 import html
 import re
 import time
@@ -167,7 +168,9 @@ async def test_every_console_form_needs_its_csrf_token(
     page = await console.client.get(f"/console/cases/{case_id}")
     assert page.status_code == 200
     fields = {"to": "submitted", "external_reference": "KNT-1", "packet_version": "1"}
-    for csrf in (None, "", "not-the-token", console.csrf(page)[:-1] + "0"):
+    token = console.csrf(page)
+    altered = token[:-1] + ("1" if token[-1] == "0" else "0")  # one character off, always
+    for csrf in (None, "", "not-the-token", altered):
         refused = await console.client.post(
             f"/console/cases/{case_id}/transitions",
             data=fields | ({"csrf": csrf} if csrf is not None else {}),
@@ -215,7 +218,8 @@ async def test_the_queue_refreshing_itself_keeps_no_one_signed_in(console: Conso
 async def test_revoking_the_key_ends_its_sessions(console: Console) -> None:
     await console.sign_in(console.investigator)
     assert (await console.client.get("/console/queue")).status_code == 200
-    revoke_key(console.keys, key_hash(console.investigator)[:12], at=datetime.now(UTC))
+    # Revoked as of the app's own clock (the test sets it; it stands still meanwhile).
+    revoke_key(console.keys, key_hash(console.investigator)[:12], at=console.clock[0])
     deadline = time.monotonic() + 15  # the keyring re-reads its file within 2 s
     while (answer := await console.client.get("/console/queue")).status_code == 200:
         assert time.monotonic() < deadline, "a revoked key's session still worked after 15 s"
@@ -403,7 +407,21 @@ async def test_every_page_view_and_move_is_on_the_audit_trail(
         ("case.transition", "POST /console/cases/{case_id}/transitions", "200"),
     ]
     assert {e.actor for e in entries} == {actor}
-    assert entries[2].detail == {"to": "submitted", "from": "ready", "status": "submitted"}
+    # What was sent: the text the console shows, hashed as the API serves it for that version.
+    served = await console.client.get(
+        f"/v1/cases/{case_id}/packets/1?format=text",
+        headers={"Authorization": f"Bearer {console.investigator}"},
+    )
+    receipt = entries[2].detail.pop("receipt")
+    assert UUID(receipt)
+    assert entries[2].detail == {
+        "to": "submitted",
+        "from": "ready",
+        "status": "submitted",
+        "destination": "police",
+        "format": "text",
+        "sha256": hashlib.sha256(served.content).hexdigest(),
+    }
     assert "KNT-2026-77" not in str([e.detail for e in entries])  # no reference in the trail
     mine = await _entries(sessions, lambda a: a.actor == actor)
     assert {"console.sign_in", "cases.list", "console.sign_out"} <= {e.action for e in mine}

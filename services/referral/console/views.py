@@ -45,6 +45,7 @@ from services.referral.keys import Keyring, Role
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Case, Task
 from services.referral.packet_text import render_text
+from services.referral.renderings import Format
 from services.referral.requests import TransitionRequest, safe_errors
 
 log = logging.getLogger(__name__)
@@ -616,9 +617,9 @@ def console(wiring: Wiring) -> APIRouter:
                     note=asked.note,
                     packet_version=asked.packet_version,
                     expected_updated_at=asked.expected_updated_at,
-                    # What the console shows and copies is the packet's text: the receipt
-                    # keeps the sha256 of those bytes.
-                    sent_format=asked.format or "text",
+                    # What the console shows and copies is the packet's text: a submission's
+                    # receipt keeps the sha256 of those bytes.
+                    sent_format=_sent_format(asked),
                 )
                 facts |= {"from": moved.previous.value, "status": moved.case.status.value}
                 facts |= moved.receipt_facts()
@@ -653,6 +654,12 @@ def console(wiring: Wiring) -> APIRouter:
         return RedirectResponse(f"{PREFIX}/cases/{case_id}?moved={asked.to.value}", status_code=303)
 
     return router
+
+
+def _sent_format(asked: TransitionRequest) -> Format | None:
+    if asked.to is CaseStatus.SUBMITTED and asked.format is None:
+        return "text"
+    return asked.format
 
 
 class _BadKey(Unauthenticated):
