@@ -875,6 +875,8 @@ async def _earlier_reports(session: AsyncSession, case: Case) -> list[EarlierRep
                 Case.org_id == case.org_id,
                 Case.subject_account_id == case.subject_account_id,
                 Case.case_id != case.case_id,
+                # A redacted case's account is `redacted`, whoever it was: not this subject.
+                Case.redacted_at.is_(None),
                 text(STATUTORY_PREDICATE),  # literal, as the partial index states it
             )
             .order_by(DeliveryReceipt.sent_at.desc(), DeliveryReceipt.receipt_id)

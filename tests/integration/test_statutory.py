@@ -22,14 +22,15 @@ from services.domain.deadlines import NCA_DEADLINES
 from services.domain.forces import uk_forces
 from services.domain.organisations import Organisation
 from services.domain.policy import default_policy
-from services.referral import store
+from services.referral import retention, store
 from services.referral.api import create_app
+from services.referral.enums import CaseStatus
 from services.referral.keys import Role, create_key
 from services.referral.models import AuditRecord, Case
 from services.router.routing import route
 from tests.factories import image, make_flag, signal
 from tests.infra import isolated_settings
-from tests.integration.test_cases_store import NOW
+from tests.integration.test_cases_store import NOW, REPORTER
 
 NCMEC_XSD = Path(__file__).parents[2] / "schemas" / "external" / "ncmec" / "cyber_tipline.xsd"
 
@@ -254,3 +255,54 @@ async def test_another_subjects_reports_are_not_named(
     other = await _cases(sessions, _us_flag_about_a_uk_child(), US_REGULATED)
     packet = (await api.get(f"/v1/cases/{other['intl:US:ncmec_cybertipline']}/packets/1")).json()
     assert packet["earlier_reports"] == []
+
+
+async def test_a_subject_named_like_a_redacted_one_gets_no_other_subjects_reports(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Retention redacts a closed case's account to `redacted`; an account of that name (an
+    opaque id, any string the platform gives) is not those subjects, and their references are
+    not named on its packets."""
+    sessions = own_sessions
+    earlier = await _cases(sessions, _us_flag_about_a_uk_child(), US_REGULATED)
+    later = NOW + timedelta(minutes=5)
+    async with sessions() as session, session.begin():
+        for to, fields in (
+            (CaseStatus.SUBMITTED, {"external_reference": "NCA-2026-000999", "packet_version": 1}),
+            (CaseStatus.ACKNOWLEDGED, {}),
+            (CaseStatus.CLOSED, {"note": "taken on"}),
+        ):
+            await store.transition_case(
+                session=session,
+                case_id=earlier["nca"],
+                to=to,
+                actor="investigator:test",
+                now=later,
+                packets=store.CaseConfig(reporter=REPORTER, directory=uk_forces()),
+                **fields,
+            )
+    async with sessions() as session, session.begin():
+        await retention.run(
+            session=session, now=later + timedelta(days=366), periods=retention.Periods()
+        )
+        redacted = await session.get(Case, earlier["nca"])
+        assert redacted is not None
+        assert redacted.subject_account_id == retention.REDACTED
+
+    flag = make_flag(
+        platform={"org_id": US_REGULATED.org_id, "service": "chat", "country": "US"},
+        subject={"account_id": retention.REDACTED},
+        signals=[signal("coercion", 0.95)],
+        child={"age_band": "13_15", "location": {"country": "GB"}},
+    )
+    cases = await _cases(sessions, flag, US_REGULATED)
+    async with sessions() as session, session.begin():
+        record = await store.packet(
+            session=session,
+            case_id=cases["intl:US:ncmec_cybertipline"],
+            version=1,
+            config=store.CaseConfig(reporter=REPORTER, directory=uk_forces()),
+            now=later + timedelta(days=367),
+        )
+    assert record is not None
+    assert record.body["earlier_reports"] == []
