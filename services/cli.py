@@ -198,7 +198,7 @@ def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
     from services.domain.policy import PolicyError, load_policy
-    from services.pipeline.startup import force_directory
+    from services.pipeline.startup import force_directory, organisations
     from services.router.replay import Replay
 
     try:
@@ -219,6 +219,7 @@ def _policy_replay(settings: Settings, args: argparse.Namespace) -> int:
         settings.home_force_id,
         max_bytes=settings.max_flag_bytes,
         breaker=settings.breaker(),
+        organisations=organisations(settings),
     )
     progress = _Progress(total) if sys.stderr.isatty() else None
     with args.file.open("rb") as lines:

@@ -14,6 +14,7 @@ from schemas.flag import ModerationFlag
 from schemas.referral import Decision
 from services.domain.breaker import BreakerSettings, Source, source_label, would_open
 from services.domain.forces import ForceDirectory
+from services.domain.organisations import Organisations
 from services.domain.policy import Policy
 from services.pipeline.decode import Refusal, decode
 from services.router.routing import route
@@ -65,6 +66,8 @@ class Replay:
     max_bytes: int
     breaker: BreakerSettings | None = None
     """The flood breaker's thresholds: where it would have opened, under the current policy."""
+    organisations: Organisations | None = None
+    """The directory of reporting organisations: the NCA's tasks depend on it, as the router's."""
     flags: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     referred: list[tuple[Source, datetime]] = field(default_factory=list)
@@ -79,6 +82,9 @@ class Replay:
             directory=self.directory,
             home_force_id=self.home_force_id,
             now=flag.detected_at,
+            organisation=(
+                self.organisations.find(flag.platform.org_id) if self.organisations else None
+            ),
         ).decision
 
     def add(self, raw: bytes) -> None:

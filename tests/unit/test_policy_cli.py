@@ -141,3 +141,33 @@ def test_replay_lists_the_active_rules_that_never_fired(
     assert "grooming-high," not in current
     assert "grooming-high," in changed
     assert "immediate-danger" in current  # no flag in danger was replayed
+
+
+def test_replay_routes_to_the_nca_as_the_directory_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a directory naming the organisation a regulated service, the replay counts the NCA
+    tasks the router makes: a policy change that moves CSEA content shows there too."""
+    directory = tmp_path / "organisations.yaml"
+    directory.write_text(
+        yaml.safe_dump(
+            {
+                "organisations": [
+                    {
+                        "org_id": "org-test",
+                        "name": "Example Ltd",
+                        "safeguarding_contact": "Safeguarding desk, 020 0000 0000",
+                        "country": "GB",
+                        "reports_to": ["police", "iwf", "nca"],
+                    }
+                ]
+            }
+        )
+    )
+    monkeypatch.setenv("CSAE_ORG_DIRECTORY_FILE", str(directory))
+    path, _ = _flags(tmp_path)
+    assert main(["policy", "replay", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in out if line.startswith("  ")}
+    assert rows["police:metropolitan"] == ["3"]
+    assert rows["nca"] == ["3"], "grooming reviewed and referred, and the hash-matched image"
