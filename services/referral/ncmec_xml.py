@@ -78,6 +78,11 @@ class NotForNcmec(InvalidRequest):
     NCMEC, or none of its criteria is an incident type the CyberTipline takes."""
 
 
+def is_report_id(reference: str) -> bool:
+    """Whether a reference is a CyberTipline report id: a number (the schema's `xs:long`)."""
+    return reference.isdigit() and len(reference) <= 18
+
+
 def incident_type(criteria: Iterable[Criterion]) -> str | None:
     """The CyberTipline incident type for a case's criteria; None when none applies."""
     held = set(criteria)
@@ -205,9 +210,8 @@ def _reported(report: ET.Element, packet: PolicePacket, service: str | None) -> 
     prior = [reference] if reference else []
     prior += [r.reference for r in packet.earlier_reports if r.receiver == NCMEC_MECHANISM]
     for report_id in dict.fromkeys(prior):
-        if report_id.isdigit() and len(report_id) <= 18:
-            # A CyberTipline report id is a number (`xs:long`): the report this one adds to, and
-            # those sent for the same account from other cases.
+        if is_report_id(report_id):
+            # The report this one adds to, and those sent for the same account from other cases.
             _sub(reported, "priorCTReports", report_id)
     if subject.country in COUNTRIES:
         _sub(_sub(reported, "estimatedLocation"), "countryCode", subject.country)

@@ -45,7 +45,7 @@ from services.referral.models import (
     ParkedMessage,
     Task,
 )
-from services.referral.ncmec_xml import NCMEC_MECHANISM
+from services.referral.ncmec_xml import NCMEC_MECHANISM, is_report_id
 from services.referral.packets import Reporter, Totals, build_packet
 from services.referral.renderings import Format
 
@@ -673,7 +673,7 @@ async def transition_case(
         raise InvalidRequest("format is recorded only when moving to submitted")
     to_ncmec = case.mechanism == NCMEC_MECHANISM
     reference = external_reference or ""
-    if to is CaseStatus.SUBMITTED and to_ncmec and reference and not _is_report_id(reference):
+    if to is CaseStatus.SUBMITTED and to_ncmec and reference and not is_report_id(reference):
         raise InvalidRequest(
             "a case to NCMEC is submitted with its CyberTipline report id, a number, as "
             "external_reference"
@@ -749,11 +749,6 @@ async def transition_case(
         waited = max((now - ready_since).total_seconds(), 0.0)
     await session.flush()
     return Moved(case, previous, breaches, waited, receipt, supplement)
-
-
-def _is_report_id(reference: str) -> bool:
-    """A CyberTipline report id: a number (the schema's `xs:long`)."""
-    return reference.isdigit() and len(reference) <= 18
 
 
 @dataclass(frozen=True, slots=True)
