@@ -31,7 +31,7 @@ EXPLAIN (ANALYZE, COSTS OFF)
 SELECT delivery_receipts.*, cases.destination FROM delivery_receipts
 JOIN cases ON cases.case_id = delivery_receipts.case_id
 WHERE cases.org_id = 'org-bench' AND cases.subject_account_id = $1 AND cases.case_id != $2
-  AND (destination = 'nca' OR mechanism = 'ncmec_cybertipline')
+  AND cases.redacted_at IS NULL AND (destination = 'nca' OR mechanism = 'ncmec_cybertipline')
 ORDER BY delivery_receipts.sent_at DESC, delivery_receipts.receipt_id LIMIT 32
 """
 
