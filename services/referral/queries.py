@@ -121,12 +121,13 @@ async def cases_for_flag(*, session: AsyncSession, flag_id: UUID) -> list[UUID]:
 
 async def service_of(*, session: AsyncSession, case_id: UUID) -> str | None:
     """The platform service a case's flags came from (its first flag's), for reports that name
-    it; None when the case has no flag."""
+    it; None when the case has no flag. Flags stored in one batch are ordered by detection, then
+    id: a report, and the receipt hashing it, must name the same service every time."""
     service = await session.scalar(
         select(Flag.body["platform"]["service"].astext)
         .join(Task, Task.flag_id == Flag.flag_id)
         .where(Task.case_id == case_id)
-        .order_by(Task.received_at)
+        .order_by(Task.received_at, Flag.detected_at, Flag.flag_id)
         .limit(1)
     )
     return str(service) if service is not None else None

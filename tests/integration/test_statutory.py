@@ -22,7 +22,7 @@ from services.domain.deadlines import NCA_DEADLINES
 from services.domain.forces import uk_forces
 from services.domain.organisations import Organisation
 from services.domain.policy import default_policy
-from services.referral import retention, store
+from services.referral import queries, retention, store
 from services.referral.api import create_app
 from services.referral.enums import CaseStatus
 from services.referral.keys import Role, create_key
@@ -306,3 +306,39 @@ async def test_a_subject_named_like_a_redacted_one_gets_no_other_subjects_report
         )
     assert record is not None
     assert record.body["earlier_reports"] == []
+
+
+async def test_the_service_a_cybertipline_report_names_does_not_depend_on_arrival_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two flags of one account from two services, in one batch: the report names the first
+    detected one's service, whichever was stored first, so the bytes a receipt hashes are
+    the bytes served."""
+    named = []
+    for order in (1, -1):
+        account = f"acct-two-services-{uuid4().hex[:8]}"
+        flags = [
+            make_flag(
+                platform={"org_id": "org-us", "service": service, "country": "US"},
+                subject={"account_id": account},
+                signals=[signal("coercion", 0.95)],
+                detected_at=(NOW - timedelta(minutes=minutes)).isoformat(),
+            )
+            for service, minutes in (("earlier-app", 2), ("later-app", 1))
+        ]
+        tasks = [
+            task
+            for flag in flags[::order]
+            for task in route(
+                flag,
+                policy=default_policy(),
+                directory=uk_forces(),
+                home_force_id="kent",
+                now=NOW,
+            ).tasks
+            if task.destination.mechanism == "ncmec_cybertipline"
+        ]
+        async with sessions() as session, session.begin():
+            applied = await store.apply_tasks(session=session, tasks=tasks, now=NOW)
+            named.append(await queries.service_of(session=session, case_id=applied[0].case_id))
+    assert named == ["earlier-app", "earlier-app"]
