@@ -120,8 +120,9 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=3600.0, gt=0)
     retention_no_report_days: float = Field(default=90, gt=0)
     retention_dismissed_days: float = Field(default=365, gt=0)
-    retention_closed_days: float = Field(default=365, gt=0)
-    retention_reference_days: float = Field(default=5 * 365, gt=0)
+    retention_closed_days: float = Field(default=366, gt=0)
+    retention_reference_days: float = Field(default=5 * 365 + 2, gt=0)
+    """A calendar year and five, leap days included (`retention.Periods`)."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -49,8 +49,10 @@ REDACTED = "redacted"
 class Periods:
     no_report: timedelta = timedelta(days=90)
     dismissed: timedelta = timedelta(days=365)
-    closed: timedelta = timedelta(days=365)
-    reference: timedelta = timedelta(days=5 * 365)
+    closed: timedelta = timedelta(days=366)
+    reference: timedelta = timedelta(days=5 * 365 + 2)
+    """A year and five from closing, leap days included: never sooner than the NCA's periods
+    from the report (our reading of SI 2026/268), however soon after it the case closed."""
 
 
 @dataclass(frozen=True, slots=True)

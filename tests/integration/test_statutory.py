@@ -283,7 +283,9 @@ async def test_a_subject_named_like_a_redacted_one_gets_no_other_subjects_report
             )
     async with sessions() as session, session.begin():
         await retention.run(
-            session=session, now=later + timedelta(days=366), periods=retention.Periods()
+            session=session,
+            now=later + retention.Periods().closed + timedelta(days=1),
+            periods=retention.Periods(),
         )
         redacted = await session.get(Case, earlier["nca"])
         assert redacted is not None
@@ -302,7 +304,7 @@ async def test_a_subject_named_like_a_redacted_one_gets_no_other_subjects_report
             case_id=cases["intl:US:ncmec_cybertipline"],
             version=1,
             config=store.CaseConfig(reporter=REPORTER, directory=uk_forces()),
-            now=later + timedelta(days=367),
+            now=later + retention.Periods().closed + timedelta(days=2),
         )
     assert record is not None
     assert record.body["earlier_reports"] == []

@@ -1,6 +1,6 @@
 """The NCA destination: who must report there, its tiers and clocks, and what its packet holds."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +17,10 @@ from services.domain.forces import uk_forces
 from services.domain.nca import CSEA_CRITERIA, SCHEDULE_1, in_scope_because, tier, uk_links
 from services.domain.organisations import Organisation
 from services.domain.policy import default_policy
+from services.pipeline.settings import Settings
 from services.referral.packet_text import render_text
 from services.referral.packets import Reporter, build_packet
+from services.referral.retention import Periods
 from services.router.routing import Routing, route
 from tests.factories import image, make_flag, signal
 from tests.unit.test_policy_properties import flags
@@ -259,3 +261,26 @@ def test_a_hotline_packet_to_ncmec_names_the_nca_report_in_its_text() -> None:
     text = render_text(packet)
     assert "EARLIER REPORTS OF THIS SUBJECT" in text
     assert "  - NCA reference NCA-2026-000042, sent 2026-11-26 09:00:05 UTC" in text
+
+
+@given(st.dates(min_value=date(2026, 4, 7), max_value=date(2100, 12, 31)))
+def test_the_default_retention_keeps_the_nca_periods_in_calendar_years(closed: date) -> None:
+    """Closing comes after the report: kept from closing for at least a calendar year (the
+    information sent) and five (the NCA reference), leap days included, by the defaults of
+    the worker's settings and of `retention.Periods`."""
+    fields = Settings.model_fields
+    defaults = Settings.model_construct(
+        **{name: fields[name].default for name in fields if name.startswith("retention_")}
+    )
+    for periods in (Periods(), Periods(*defaults.retention())):
+        at = datetime.combine(closed, datetime.min.time(), UTC)
+        assert at + periods.closed >= _years_on(at, 1)
+        assert at + periods.reference >= _years_on(at, 5)
+
+
+def _years_on(at: datetime, years: int) -> datetime:
+    """The same day `years` on (29 February on to 1 March in a year with none)."""
+    try:
+        return at.replace(year=at.year + years)
+    except ValueError:
+        return at.replace(year=at.year + years, month=3, day=1)
