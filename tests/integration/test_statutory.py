@@ -30,7 +30,7 @@ from services.referral.models import AuditRecord, Case
 from services.router.routing import route
 from tests.factories import image, make_flag, signal
 from tests.infra import isolated_settings
-from tests.integration.test_cases_store import NOW, REPORTER
+from tests.integration.test_cases_store import NOW, REPORTER, routed
 
 NCMEC_XSD = Path(__file__).parents[2] / "schemas" / "external" / "ncmec" / "cyber_tipline.xsd"
 
@@ -331,13 +331,7 @@ async def test_the_service_a_cybertipline_report_names_does_not_depend_on_arriva
         tasks = [
             task
             for flag in flags[::order]
-            for task in route(
-                flag,
-                policy=default_policy(),
-                directory=uk_forces(),
-                home_force_id="kent",
-                now=NOW,
-            ).tasks
+            for task in routed(flag).tasks
             if task.destination.mechanism == "ncmec_cybertipline"
         ]
         async with sessions() as session, session.begin():
