@@ -118,9 +118,9 @@ async def ensure_topics(settings: Settings) -> None:
             log.info("topics created", extra={"topics": ",".join(missing), "partitions": wanted})
         # Every topic, not only those listed: a listing can lag behind a topic just created.
         grow = {
-            d["topic"]: NewPartitions(total_count=wanted)
-            for d in await admin.describe_topics(topics)
-            if d["error_code"] == 0 and 0 < len(d["partitions"]) < wanted
+            topic: NewPartitions(total_count=wanted)
+            for topic, count in (await _partition_counts(admin, topics)).items()
+            if count < wanted
         }
         if grow:
             response = await admin.create_partitions(grow)
@@ -132,6 +132,24 @@ async def ensure_topics(settings: Settings) -> None:
             )
     finally:
         await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, topics: Sequence[str], *, within: float = 15.0
+) -> dict[str, int]:
+    """Each topic's partition count, once the broker describes every one of them. A topic
+    created a moment ago (here or by another process) can be described without partitions,
+    or not at all, for a while: read as "nothing to grow", it would keep too few."""
+    deadline = time.monotonic() + within
+    while True:
+        counts = {
+            d["topic"]: len(d["partitions"])
+            for d in await admin.describe_topics(list(topics))
+            if d["error_code"] == 0 and d["partitions"]
+        }
+        if len(counts) == len(set(topics)) or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
 
 
 _ALREADY_GROWN = 37
