@@ -1,7 +1,8 @@
 """The audit trail: every read and write of case data, each entry hash-chained with the last.
 
 One chain, serialised by a transaction-level advisory lock: an entry takes the next sequence
-number and the last entry's hash, so a gap, an edit or a swap breaks the chain where it happened.
+number and the last entry's hash (in the database, by `audit_append`: one round trip), so a
+gap, an edit or a swap breaks the chain where it happened.
 An entry holds who, what, when, the route, ids, a list's filter and row count and the outcome;
 never packet contents nor personal data.
 """
@@ -15,14 +16,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import DateTime, Integer, Uuid, bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.exceptions import ReferralError, http_status
 from services.referral.models import AuditRecord
 
 AUDIT_LOCK = 0x63736165_0003
-"""The advisory lock that serialises appends to the chain (held until the transaction ends)."""
+"""The advisory lock that serialises appends to the chain (held until the transaction ends;
+taken by the database function `audit_append`, migration 0012, which repeats it)."""
 GENESIS = "0" * 64
 """The predecessor hash of the first entry."""
 
@@ -118,36 +121,55 @@ def chain_hash(previous: str, body: bytes) -> str:
     return hashlib.sha256(previous.encode() + b"\n" + body).hexdigest()
 
 
-async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
-    """Append `entry` in the session's transaction; its sequence number.
+_SEQ_LAST = ',"seq":'
+"""Where the canonical JSON ends: `seq` sorts last of an entry's keys."""
 
-    Takes the audit lock until the transaction ends: call it last, just before the commit.
+
+def unnumbered(at: datetime, entry: Entry) -> str:
+    """The entry's canonical JSON up to its sequence number, which the database appends under
+    the audit lock: `unnumbered(at, e) + f"{seq}}}"` is `canonical(seq, at, e)`."""
+    body = canonical(0, at, entry).decode()
+    if not body.endswith(_SEQ_LAST + "0}"):  # a new key sorting after `seq` would break this
+        raise AssertionError("the audit entry's canonical JSON no longer ends with its seq")
+    return body[: -len("0}")]
+
+
+_APPEND = text(
+    "SELECT audit_append(:at, :actor, :action, :route, :request_id, :case_id, "
+    ":packet_version, :flag_id, :detail, :outcome, :body)"
+).bindparams(
+    bindparam("at", type_=DateTime(timezone=True)),
+    bindparam("case_id", type_=Uuid()),
+    bindparam("flag_id", type_=Uuid()),
+    bindparam("packet_version", type_=Integer()),
+    bindparam("detail", type_=JSONB()),
+)
+
+
+async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
+    """Append `entry` in the session's transaction, in one round trip; its sequence number.
+
+    The database function `audit_append` (migration 0012) takes the audit lock until the
+    transaction ends, numbers the entry and chains its hash: call it last, just before the
+    commit.
     """
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
-    last = (
-        await session.execute(
-            select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-        )
-    ).first()
-    seq, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
-    await session.execute(
-        insert(AuditRecord).values(
-            seq=seq,
-            at=now,
-            actor=entry.actor,
-            action=entry.action,
-            route=entry.route,
-            request_id=entry.request_id,
-            case_id=entry.case_id,
-            packet_version=entry.packet_version,
-            flag_id=entry.flag_id,
-            detail=dict(entry.detail),
-            outcome=entry.outcome,
-            prev_hash=previous,
-            hash=chain_hash(previous, canonical(seq, now, entry)),
-        )
+    seq = await session.scalar(
+        _APPEND,
+        {
+            "at": now,
+            "actor": entry.actor,
+            "action": entry.action,
+            "route": entry.route,
+            "request_id": entry.request_id,
+            "case_id": entry.case_id,
+            "packet_version": entry.packet_version,
+            "flag_id": entry.flag_id,
+            "detail": dict(entry.detail),
+            "outcome": entry.outcome,
+            "body": unnumbered(now, entry),
+        },
     )
-    return seq
+    return int(seq)
 
 
 @asynccontextmanager

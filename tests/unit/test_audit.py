@@ -111,3 +111,12 @@ def test_the_canonical_json_is_the_same_in_any_timezone() -> None:
     entry = Entry(actor="system", action="case.transition", outcome="ok")
     later = T0.astimezone(datetime.now().astimezone().tzinfo)
     assert canonical(1, T0, entry) == canonical(1, later, entry)
+
+
+def test_the_json_sent_to_the_database_ends_where_its_number_goes() -> None:
+    # The database appends the number it assigns: the hash must be the one verify recomputes.
+    entry = Entry(
+        actor="investigator:abc", action="cases.list", outcome="200", detail={"zeta": "é", "a": 1}
+    )
+    for seq in (1, 9, 10, 123_456_789_012):
+        assert (audit.unnumbered(T0, entry) + f"{seq}}}").encode() == canonical(seq, T0, entry)
