@@ -3,10 +3,13 @@
 import argparse
 import asyncio
 import gc
+import os
+import secrets
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -44,12 +47,24 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     from services.referral.api import create_app
 
+    options: dict[str, Any] = {
+        "host": args.host or settings.api_host,
+        "port": args.port or settings.api_port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,  # access lines would carry identifiers from the path
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    if settings.api_cursor_secret is None:
+        # One cursor key for every worker (each reads it from the environment it inherits), so
+        # a cursor from one works on the next; still new at each start, as for one process.
+        os.environ["CSAE_API_CURSOR_SECRET"] = secrets.token_urlsafe(32)
     uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # access lines would carry identifiers from the path
+        "services.referral.api:app_from_environment",
+        factory=True,
+        workers=settings.api_workers,
+        **options,
     )
     return 0
 

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     """A console session ends this long after sign-in, however busy."""
     console_refresh_seconds: float = Field(default=15.0, ge=2)
     """How often the console's queue page refreshes itself."""
+    api_workers: int = Field(default=1, ge=1, le=64)
+    """API worker processes sharing the port (uvicorn's workers): each serves requests on its
+    own core, with its own database pool, keys (each re-reads the keys file) and metrics."""
+    api_db_pool_size: int = Field(default=10, ge=1)
+    """Database connections each API process keeps open: about the requests it serves at once
+    (at 200 requests/s of 5 ms each, one or two; a burst queues for a free one)."""
+    api_db_max_overflow: int = Field(default=5, ge=0)
+    """Connections an API process may open past its pool at a peak, closed again after."""
     router_metrics_port: int = 9101
     worker_metrics_port: int = 9102
 

@@ -38,6 +38,7 @@ from schemas.base import PRINTABLE, Label
 from schemas.packets import NSPCC_GUIDANCE
 from schemas.referral import Criterion, DestinationKind, Priority
 from services.domain.breaker import BreakerSettings
+from services.pipeline import logs
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import force_directory, organisations
@@ -294,6 +295,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def app_from_environment() -> FastAPI:
+    """The API for one of uvicorn's worker processes: its settings read from the environment
+    (the parent's), once, in that process, and its logs set up as the parent's are."""
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> FastAPI:
     """The API application, bound to `settings` (read once, by the caller)."""
     keys = Keyring(settings.api_keys_file)  # re-read when the file changes: no restart
@@ -319,8 +328,20 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = new_engine(settings.database_url)
+        engine = new_engine(
+            settings.database_url,
+            pool_size=settings.api_db_pool_size,
+            max_overflow=settings.api_db_max_overflow,
+            # Three round trips a request saved; after a database restart one request per
+            # process fails (500) and the pool then replaces its connections.
+            pre_ping=False,
+        )
         app.state.sessions = new_sessionmaker(engine)
+        # Reads and their audit entry need no transaction of their own: each statement
+        # commits by itself (no BEGIN and COMMIT round trips), and `audit_append` holds the
+        # audit lock only for its own statement. What writes (a move, a packet built on its
+        # first read, a breaker closed) takes a session of `sessions`: one transaction.
+        app.state.reads = new_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
         pool = engine.pool
         metrics.db_pool_in_use.set_function(lambda: float(getattr(pool, "checkedout", int)()))
         metrics.db_pool_size.set_function(lambda: float(getattr(pool, "size", int)()))
@@ -356,7 +377,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             raise _UnauthorizedError
         return who
 
+    async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+        sessions: async_sessionmaker[AsyncSession] = request.app.state.reads
+        async with sessions() as s:
+            yield s
+
     Db = Annotated[AsyncSession, Depends(session)]  # noqa: N806 - a type alias
+    ReadDb = Annotated[AsyncSession, Depends(read_session)]  # noqa: N806 - a type alias
 
     async def trail(request: Request, who: Annotated[Caller, Depends(caller)]) -> Trail:
         request_id = request.scope.get("csae.request_id")
@@ -430,7 +457,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"], responses={503: {"model": Problem}})
-    async def readyz(s: Db) -> JSONResponse:
+    async def readyz(s: ReadDb) -> JSONResponse:
         """The database answers."""
         try:
             await s.execute(text("SELECT 1"))
@@ -446,7 +473,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         responses=_answers(400, 401),
     )
     async def list_cases(
-        s: Db,
+        s: ReadDb,
         t: Audited,
         status: CaseStatus | None = None,
         destination: DestinationKind | None = None,
@@ -502,44 +529,52 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         "/v1/cases/{case_id}",
         dependencies=identifying,
         tags=["cases"],
+        response_model=CaseDetail,
         responses=_answers(400, 401, 403, 404),
     )
     async def get_case(
         case_id: UUID,
-        s: Db,
+        s: ReadDb,
         t: Audited,
         limit: Annotated[int, Query(ge=1, le=MAX_DETAIL_PAGE)] = DETAIL_PAGE,
         transitions_before: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
         flags_offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
-    ) -> CaseDetail:
+    ) -> Response:
         """One case with its flags, packet versions and moves. A case holds at most `limit` of
         its latest moves and of the flags of its latest tasks, with their totals; for earlier
         ones ask again with `transitions_before` or `flags_offset` as the answer gives them."""
         async with audited(s, t, "case.read", "GET /v1/cases/{case_id}", case_id=case_id):
-            case = await queries.get_case(session=s, case_id=case_id)
-            if case is None:
+            found = await queries.get_case(session=s, case_id=case_id)
+            if found is None:
                 raise NotFound(f"no case {case_id}")
+            case, moves, tasks = found
             detail = await _detail(
-                s, case, limit=limit, before=transitions_before, flags_offset=flags_offset
+                s,
+                case,
+                totals=(moves, tasks),
+                limit=limit,
+                before=transitions_before,
+                flags_offset=flags_offset,
             )
-        return detail
+        # Validated once, here, and written out by pydantic: not validated again by FastAPI.
+        return Response(detail.model_dump_json(), media_type="application/json")
 
     async def _detail(
         s: AsyncSession,
         case: Case,
         *,
+        totals: tuple[int, int] | None = None,
         limit: int = DETAIL_PAGE,
         before: int | None = None,
         flags_offset: int = 0,
     ) -> CaseDetail:
-        summary = CaseSummary.model_validate(case).model_dump()
+        summary = {name: getattr(case, name) for name in CaseSummary.model_fields}  # validated once
         history = await queries.case_transitions(
             session=s, case_id=case.case_id, before=before, limit=limit + 1
         )
         earlier = history[1].transition_id if len(history) > limit else None
         history = history[-limit:]
-        moves = await queries.count_transitions(session=s, case_id=case.case_id)
-        tasks = await queries.count_tasks(session=s, case_id=case.case_id)
+        moves, tasks = totals or await queries.case_totals(session=s, case_id=case.case_id)
         flag_ids = await queries.case_flag_ids(
             session=s, case_id=case.case_id, offset=flags_offset, limit=limit
         )
@@ -628,7 +663,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
     @app.get(
         "/v1/breakers", dependencies=admin, tags=["breakers"], responses=_answers(400, 401, 403)
     )
-    async def list_breakers(s: Db, t: Audited) -> list[BreakerView]:
+    async def list_breakers(s: ReadDb, t: Audited) -> list[BreakerView]:
         """The latest flood breakers, open and closed (admin)."""
         async with audited(s, t, "breakers.list", "GET /v1/breakers") as facts:
             rows = await breakers.listed(s)
@@ -728,7 +763,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         tags=["flags"],
         responses=_answers(400, 401, 403, 404),
     )
-    async def get_flag(flag_id: UUID, s: Db, t: Audited) -> FlagView:
+    async def get_flag(flag_id: UUID, s: ReadDb, t: Audited) -> FlagView:
         """The router's decision for a flag, no-report ones included, and the cases it joined."""
         async with audited(s, t, "flag.read", "GET /v1/flags/{flag_id}", flag_id=flag_id) as facts:
             decision = await queries.get_decision(session=s, flag_id=flag_id)

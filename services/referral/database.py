@@ -60,13 +60,24 @@ answer at all fails each try soon enough for the worker's retry rounds to come r
 its liveness threshold (CSAE_CONSUMER_STALL_SECONDS) and Kafka's max_poll_interval."""
 
 
-def new_engine(url: str) -> AsyncEngine:
+def new_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 10, pre_ping: bool = True
+) -> AsyncEngine:
+    """An engine whose pool keeps `pool_size` connections open and opens up to `max_overflow`
+    more at a peak (each closed again when returned: a connection costs a few ms to open).
+
+    `pre_ping` tests each connection as it is taken from the pool (three round trips with
+    asyncpg: BEGIN, a ping, ROLLBACK), so one the database closed is replaced unseen. Without
+    it, a connection found closed fails the one statement that found it, and the pool then
+    replaces every connection older than that failure.
+    """
     # hide_parameters: SQL errors must not carry identifiers into logs.
     return create_async_engine(
         url,
         hide_parameters=True,
-        pool_pre_ping=True,
-        pool_size=5,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         json_serializer=_to_json,
         connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
     )

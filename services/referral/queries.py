@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Select, func, select, tuple_
+from sqlalchemy import Row, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -20,8 +20,27 @@ from services.referral.models import (
 )
 
 
-async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
-    return await session.get(Case, case_id)
+def _totals(case_id: UUID) -> tuple[Any, Any]:
+    """How many moves and tasks a case has, as subqueries (index-only on (case_id,
+    transition_id) and (case_id, routed_at))."""
+    moves = (
+        select(func.count()).select_from(CaseTransition).where(CaseTransition.case_id == case_id)
+    )
+    tasks = select(func.count()).select_from(Task).where(Task.case_id == case_id)
+    return moves.scalar_subquery(), tasks.scalar_subquery()
+
+
+async def get_case(*, session: AsyncSession, case_id: UUID) -> tuple[Case, int, int] | None:
+    """A case, with how many moves and tasks it has: one query."""
+    moves, tasks = _totals(case_id)
+    row = (await session.execute(select(Case, moves, tasks).where(Case.case_id == case_id))).first()
+    return None if row is None else (row[0], int(row[1]), int(row[2]))
+
+
+async def case_totals(*, session: AsyncSession, case_id: UUID) -> tuple[int, int]:
+    """How many moves and tasks a case has: one query."""
+    row = (await session.execute(select(*_totals(case_id)))).one()
+    return int(row[0]), int(row[1])
 
 
 async def list_cases(
@@ -78,21 +97,6 @@ async def case_transitions(
         return list((await session.scalars(query.order_by(CaseTransition.transition_id))).all())
     rows = await session.scalars(query.order_by(CaseTransition.transition_id.desc()).limit(limit))
     return list(reversed(rows.all()))
-
-
-async def count_transitions(*, session: AsyncSession, case_id: UUID) -> int:
-    """How many moves a case has (index-only on (case_id, transition_id))."""
-    return await _count(session, select(CaseTransition).where(CaseTransition.case_id == case_id))
-
-
-async def count_tasks(*, session: AsyncSession, case_id: UUID) -> int:
-    """How many tasks a case has (index-only on (case_id, routed_at))."""
-    return await _count(session, select(Task.task_id).where(Task.case_id == case_id))
-
-
-async def _count(session: AsyncSession, query: Select[Any]) -> int:
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    return int(total or 0)
 
 
 async def case_flag_ids(
