@@ -126,17 +126,36 @@ def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     if path is None:
         return 2
     now = datetime.now(UTC)
+    used = asyncio.run(_last_uses(settings))
     print(
         f"{'id':12}  {'role':12}  {'state':8}  {'created':25}  {'expires':25}  "
-        f"{'revoked':25}  holder"
+        f"{'revoked':25}  {'last used':25}  holder"
     )
     for key in read_keys(path):
         state = "valid" if key.valid_at(now) else "refused"
+        last = "?" if used is None else _shown(used.get(key.key_id))
         print(
             f"{key.key_id:12}  {key.role.value:12}  {state:8}  {_shown(key.created):25}  "
-            f"{_shown(key.expires):25}  {_shown(key.revoked):25}  {key.holder or '-'}"
+            f"{_shown(key.expires):25}  {_shown(key.revoked):25}  {last:25}  {key.holder or '-'}"
         )
     return 0
+
+
+async def _last_uses(settings: Settings) -> dict[str, datetime] | None:
+    """Each key's last use as the API processes flushed it; None (shown `?`) when the
+    database does not answer within a few seconds: the list itself is from the file."""
+    from services.referral.database import one_session
+    from services.referral.key_uses import last_uses
+
+    async def read() -> dict[str, datetime]:
+        async with one_session(settings.database_url) as session:
+            return await last_uses(session=session)
+
+    try:
+        return await asyncio.wait_for(read(), timeout=5)
+    except Exception as exc:  # an unreachable database hides one column, not the list
+        print(f"csae: last use unknown ({type(exc).__name__})", file=sys.stderr)
+        return None
 
 
 def _keys_change(settings: Settings, args: argparse.Namespace) -> int:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     (at 200 requests/s of 5 ms each, one or two; a burst queues for a free one)."""
     api_db_max_overflow: int = Field(default=5, ge=0)
     """Connections an API process may open past its pool at a peak, closed again after."""
+    api_key_use_flush_seconds: float = Field(default=60.0, gt=0)
+    """How often each API process writes its keys' last uses to the database (`csae keys
+    list` shows them): a use is noted in memory, never written per request."""
     router_metrics_port: int = 9101
     worker_metrics_port: int = 9102
 

@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -42,7 +43,7 @@ from services.pipeline import logs
 from services.pipeline.metrics import Metrics, watch_event_loop
 from services.pipeline.settings import Settings
 from services.pipeline.startup import force_directory, organisations
-from services.referral import audit, breakers, queries, renderings, store
+from services.referral import audit, breakers, key_uses, queries, renderings, store
 from services.referral.console import views as console
 from services.referral.database import new_engine, new_sessionmaker
 from services.referral.enums import CaseStatus
@@ -54,7 +55,8 @@ from services.referral.exceptions import (
     ReferralError,
     http_status,
 )
-from services.referral.keys import Keyring, Role
+from services.referral.key_uses import KeyUses
+from services.referral.keys import HOLDER_CHARS, Keyring, Role
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Breaker, Case
 from services.referral.packets import Reporter
@@ -274,10 +276,19 @@ class Caller:
     role: Role
     key_id: str
     """The first characters of the key's hash: names the key in the case history, not a person."""
+    holder: str | None = None
+    """Who an admin said holds the key (`csae keys create --holder`): on the audit trail only."""
 
     @property
     def actor(self) -> str:
+        """The key, as the case history and the logs name it: never its holder."""
         return f"{self.role.value}:{self.key_id}"
+
+    @property
+    def audit_actor(self) -> str:
+        """The key and, when it has one, its holder label: the audit trail's actor."""
+        label = "".join(c for c in self.holder or "" if c.isprintable())[:HOLDER_CHARS]
+        return f"{self.actor} ({label})" if label else self.actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +317,7 @@ def app_from_environment() -> FastAPI:
 def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> FastAPI:
     """The API application, bound to `settings` (read once, by the caller)."""
     keys = Keyring(settings.api_keys_file)  # re-read when the file changes: no restart
+    uses = KeyUses()  # flushed every api_key_use_flush_seconds: no write per request
     if not keys.keys:
         log.warning("no API keys configured yet: /v1 requests are refused until some are")
     secret = settings.api_cursor_secret
@@ -347,12 +359,32 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         metrics.db_pool_size.set_function(lambda: float(getattr(pool, "size", int)()))
         stop = asyncio.Event()
         loop_lag = asyncio.create_task(watch_event_loop(metrics, stop))
+        flusher = asyncio.create_task(flush_key_uses(app.state.sessions, stop))
         try:
             yield
         finally:
             stop.set()
             await loop_lag
+            await flusher  # the uses since the last flush, written as the process stops
             await engine.dispose()
+
+    async def flush_key_uses(
+        sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event
+    ) -> None:
+        """Every `api_key_use_flush_seconds`, and once more when `stop` is set: the keys' last
+        uses to the database. A failed flush keeps them for the next."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.api_key_use_flush_seconds)
+            taken = uses.take()
+            if not taken:
+                continue
+            try:
+                async with sessions() as s, s.begin():
+                    await key_uses.flush(session=s, uses=taken)
+            except Exception as exc:  # the database is down or slow: try again next time
+                uses.keep(taken)
+                log.warning("API key uses not flushed", extra={"error": type(exc).__name__})
 
     app = FastAPI(
         title="csae-referrals case API",
@@ -387,7 +419,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
 
     async def trail(request: Request, who: Annotated[Caller, Depends(caller)]) -> Trail:
         request_id = request.scope.get("csae.request_id")
-        return Trail(who.actor, request_id if isinstance(request_id, str) else None)
+        return Trail(who.audit_actor, request_id if isinstance(request_id, str) else None)
 
     Audited = Annotated[Trail, Depends(trail)]  # noqa: N806 - a type alias
 
@@ -786,7 +818,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         ),
     )
     app.add_middleware(
-        _Guard, keys=keys, routes=lambda: app.router.routes, roles=required, clock=clock
+        _Guard,
+        keys=keys,
+        uses=uses,
+        routes=lambda: app.router.routes,
+        roles=required,
+        clock=clock,
     )
     # Outermost, so refusals by the guard (401, 413) are counted too.
     app.add_middleware(_HttpMetrics, metrics=metrics, routes=lambda: app.router.routes)
@@ -831,12 +868,14 @@ class _Guard:
         app: ASGIApp,
         *,
         keys: Keyring,
+        uses: KeyUses,
         routes: Callable[[], Sequence[Any]],
         roles: dict[Callable[..., Any], frozenset[Role]],
         clock: Callable[[], datetime],
     ) -> None:
         self.app = app
         self.keys = keys
+        self.uses = uses
         self.clock = clock
         self.routes = routes
         self.roles = roles
@@ -894,8 +933,12 @@ class _Guard:
         matched = _AUTH_SCHEME.fullmatch(header) if header is not None else None
         if matched is None:
             return None
-        found = self.keys.find(matched.group(1).decode(), self.clock())
-        return None if found is None else Caller(found.role, found.key_id)
+        now = self.clock()
+        found = self.keys.find(matched.group(1).decode(), now)
+        if found is None:
+            return None
+        self.uses.seen(found.key_id, now)
+        return Caller(found.role, found.key_id, found.holder)
 
     def _needed(self, scope: Scope) -> frozenset[Role] | None:
         """The roles the matching route allows; empty (deny) for a route that names none."""

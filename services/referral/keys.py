@@ -35,6 +35,8 @@ KEYS_RELOAD_SECONDS = 2.0
 """How often, at most, an API process checks whether its keys file changed."""
 KEY_ID_CHARS = 12
 """A key's id: the first characters of its hash (as in the case history's actor)."""
+HOLDER_CHARS = 64
+"""The longest holder label a new key takes (the audit trail's actor carries it whole)."""
 
 
 class Role(StrEnum):
@@ -254,6 +256,12 @@ def create_key(
     """Make a new key, add its hash, role and details to `path`, and return the key (shown
     once)."""
     _writable(path)
+    if holder is not None and (
+        not 1 <= len(holder) <= HOLDER_CHARS or not all(c.isprintable() for c in holder)
+    ):
+        raise KeyFileError(
+            f"a holder label is 1 to {HOLDER_CHARS} characters, none of them control characters"
+        )
     key = "csae_" + secrets.token_urlsafe(32)
     created = now or datetime.now(UTC)
     stored = ApiKey(key_hash(key), role, holder=holder, created=created, expires=expires)

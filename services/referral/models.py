@@ -357,8 +357,9 @@ class AuditRecord(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     """1, 2, 3... with no gap: assigned under the audit lock, so a gap means a removal."""
     at: Mapped[datetime] = mapped_column(Timestamp, index=True)
-    actor: Mapped[str] = mapped_column(String(64))
-    """`<role>:<key id>`, `cli:<name>` or `system`; never a person's name."""
+    actor: Mapped[str] = mapped_column(String(160))
+    """`<role>:<key id>`, then ` (<holder>)` when the key has a holder label (who an admin
+    said holds it, at most 64 characters), `cli:<name>` or `system`."""
     action: Mapped[str] = mapped_column(String(32))
     """`case.read`, `packet.read`, `flag.read`, `cases.list`, `case.transition`..."""
     route: Mapped[str | None] = mapped_column(String(128))
@@ -395,3 +396,15 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
     """The session's last request: past the idle timeout, it is refused and deleted."""
+
+
+class ApiKeyUse(Base):
+    __tablename__ = "api_key_uses"
+    __table_args__ = {
+        "comment": "When each API key (by id: the first characters of its hash) was last used, "
+        "as flushed by the API processes every few seconds."
+    }
+
+    key_id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    last_used_at: Mapped[datetime] = mapped_column(Timestamp)
+    """The latest use any API process has flushed (each keeps its own in memory meanwhile)."""

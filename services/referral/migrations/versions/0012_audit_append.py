@@ -1,4 +1,4 @@
-"""The audit trail's append in one round trip: a function that locks, chains and inserts.
+"""The audit trail's append in one round trip; keys' last use; the key holder on the trail.
 
 `audit_append(...)` takes the audit lock (a transaction-level advisory lock, as before), reads
 the last entry, and inserts the next one with its sequence number and hash, all in the caller's
@@ -10,6 +10,10 @@ alike. Each statement of a PL/pgSQL function takes a fresh snapshot under READ C
 last entry is read after the lock is held (one plain statement could not: its snapshot would
 predate the wait).
 
+Table `api_key_uses` holds when each API key was last used, as each API process flushes what it
+saw (at most every `CSAE_API_KEY_USE_FLUSH_SECONDS`): no write per request. The audit actor
+widens to hold a key's holder label beside its id.
+
 Revision ID: 0012
 Revises: 0008
 Create Date: 2026-12-08
@@ -17,6 +21,7 @@ Create Date: 2026-12-08
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
@@ -29,6 +34,15 @@ AUDIT_LOCK = 0x63736165_0003
 
 
 def upgrade() -> None:
+    op.create_table(
+        "api_key_uses",
+        sa.Column("key_id", sa.String(12), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key_id", name="pk_api_key_uses"),
+        comment="When each API key (by id: the first characters of its hash) was last used, "
+        "as flushed by the API processes every few seconds.",
+    )
+    op.alter_column("audit_log", "actor", type_=sa.String(160), existing_nullable=False)
     op.execute(
         """
         CREATE FUNCTION audit_append(
@@ -64,3 +78,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION audit_append")
+    # An actor longer than 64 (one with a holder) cannot go back: the downgrade then fails.
+    op.alter_column("audit_log", "actor", type_=sa.String(64), existing_nullable=False)
+    op.drop_table("api_key_uses")
