@@ -1,18 +1,20 @@
 """`CSAE_BENCH_API=1 make bench`: case API reads at a fixed rate on a database of N cases.
 
-1. A private database migrated to 0007 (before the read indexes) is filled with N synthetic
-   cases by SQL (`generate_series`, seconds per 100,000), one transition each, and one large case
-   holding many flags and transitions (the bounded case detail).
-2. A real `csae referral api` process serves it; an open-loop generator sends requests at a fixed
-   rate (each timed from when it was due, so a saturated server shows as queueing, not as a
-   slower sender) for: `/healthz` (the floor: the machine at this rate), a case read, the large
-   case's read, and each list filter. p50/p95 in milliseconds; first the same requests one at a
-   time ("alone": what one request costs, without a queue).
-3. The database is upgraded to head (0008: the read indexes; the time it takes is printed), the
-   API restarted, and the same figures printed again beside the first.
+1. A private database migrated to head is filled with N synthetic cases by SQL
+   (`generate_series`, seconds per 100,000), one transition each, and one large case holding
+   many flags and transitions (the bounded case detail).
+2. "Before": a real `csae referral api`, one process, serves it; an open-loop generator sends
+   requests at a fixed rate (each timed from when it was due, so a saturated server shows as
+   queueing, not as a slower sender) for: `/healthz` (the floor: the machine at this rate), a
+   case read, the large case's read, and each list filter. p50/p95 in milliseconds; first the
+   same requests one at a time ("alone": what one request costs, without a queue). With
+   `CSAE_BENCH_API_BEFORE_SOURCE=DIR` (an older tree, e.g. `git archive COMMIT | tar -x -C DIR`)
+   the "before" API is that tree's, run without uvloop and httptools (which it did not have), so
+   old and new code are measured in one run on one database.
+3. "After": this tree's API with `CSAE_API_WORKERS` = WORKERS, the same figures beside the first.
 
 Sizes from `CSAE_BENCH_API_*`: CASES (100,000), RATE (200/s), SECONDS (5 per figure),
-BIG_CASE (2,000 flags and transitions). The database is removed at the end.
+BIG_CASE (2,000 flags and transitions), WORKERS (2). The database is removed at the end.
 """
 
 import asyncio
@@ -20,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -31,7 +34,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from services.referral.database import upgrade
 from services.referral.keys import Role, create_key
 from tests.infra import create_database, drop_database
 
@@ -45,6 +47,8 @@ class ApiBenchSettings(BaseSettings):
     rate: float = Field(default=200.0, gt=0)
     seconds: float = Field(default=5.0, gt=0)
     big_case: int = Field(default=2000, ge=1)
+    workers: int = Field(default=2, ge=1)
+    before_source: Path | None = None
 
 
 # Cases i = 1..N: created 30 s apart, ending now; a status mix like a year of work (most closed);
@@ -182,17 +186,43 @@ async def at_rate(
     return percentile(latencies, 50), percentile(latencies, 95), errors
 
 
-async def serve(url: str, keys: Path, port: int) -> asyncio.subprocess.Process:
+@dataclass(frozen=True, slots=True)
+class Api:
+    """Which API to run: this tree's, or an older tree's (`source`), with `workers` processes."""
+
+    workers: int = 1
+    source: Path | None = None
+
+    def command(self, port: int) -> list[str]:
+        if self.source is None:
+            return [str(CSAE), "referral", "api", "--port", str(port)]
+        run = "import sys; from services.cli import main; sys.exit(main())"
+        return [sys.executable, "-c", run, "referral", "api", "--port", str(port)]
+
+    def environment(self, shims: Path) -> dict[str, str]:
+        if self.source is None:
+            return {"CSAE_API_WORKERS": str(self.workers)}
+        # The older tree first on the path, and uvloop and httptools hidden: uvicorn then
+        # runs asyncio's loop and h11, as that tree did.
+        for module in ("uvloop", "httptools"):
+            (shims / f"{module}.py").write_text("raise ImportError('not installed then')\n")
+        return {"PYTHONPATH": f"{shims}:{self.source}"}
+
+    def __str__(self) -> str:
+        where = f"the tree at {self.source}" if self.source else "this tree"
+        return f"{where}, {self.workers} process{'es' if self.workers > 1 else ''}"
+
+
+async def serve(url: str, keys: Path, port: int, api: Api) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "CSAE_DATABASE_URL": url,
         "CSAE_API_KEYS_FILE": str(keys),
         "CSAE_API_CURSOR_SECRET": "bench",
         "CSAE_LOG_LEVEL": "WARNING",
+        **api.environment(keys.parent),
     }
-    process = await asyncio.create_subprocess_exec(
-        str(CSAE), "referral", "api", "--port", str(port), env=env
-    )
+    process = await asyncio.create_subprocess_exec(*api.command(port), env=env, cwd=api.source)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
         for _ in range(300):
             try:
@@ -215,12 +245,12 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 
 
 async def measure(
-    url: str, keys: Path, key: str, bench: ApiBenchSettings, big: UUID, now: datetime
+    url: str, keys: Path, key: str, bench: ApiBenchSettings, big: UUID, now: datetime, api: Api
 ) -> dict[str, tuple[float, float, int]]:
     from benchmarks.pipeline import free_port
 
     port = free_port()
-    process = await serve(url, keys, port)
+    process = await serve(url, keys, port, api)
     results: dict[str, tuple[float, float, int]] = {}
     try:
         connection = await asyncpg.connect(plain_dsn(url))
@@ -266,23 +296,21 @@ async def measure(
 async def main() -> None:
     bench = ApiBenchSettings()
     now = datetime.now(UTC)
-    url = await create_database("0007")
+    url = await create_database("head")
+    first, then = Api(1, bench.before_source), Api(bench.workers)
     try:
         seconds, big = await fill(url, bench, now)
         print(
             f"API reads: {bench.cases:,} cases made by SQL in {seconds:.1f} s; "
-            f"{bench.rate:.0f} requests/s for {bench.seconds:.0f} s each; one API process"
+            f"{bench.rate:.0f} requests/s for {bench.seconds:.0f} s each; "
+            f"before: {first}; after: {then}"
         )
         with TemporaryDirectory() as directory:
             keys = Path(directory) / "api_keys"
             key = create_key(keys, Role.INVESTIGATOR, holder="bench")
-            before = await measure(url, keys, key, bench, big, now)
-            started = time.perf_counter()
-            await asyncio.to_thread(upgrade, url, "head")
-            migrated = time.perf_counter() - started
-            after = await measure(url, keys, key, bench, big, now)
-        print(f"  upgrade 0007 -> head (read indexes) on the filled database: {migrated:.1f} s")
-        print(f"  {'p50 / p95 ms (non-200)':<42} {'before (0007)':>22} {'after (head)':>22}")
+            before = await measure(url, keys, key, bench, big, now, first)
+            after = await measure(url, keys, key, bench, big, now, then)
+        print(f"  {'p50 / p95 ms (non-200)':<42} {'before':>22} {'after':>22}")
         for name, (b50, b95, berr) in before.items():
             a50, a95, aerr = after[name]
             print(

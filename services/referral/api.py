@@ -576,53 +576,43 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         its latest moves and of the flags of its latest tasks, with their totals; for earlier
         ones ask again with `transitions_before` or `flags_offset` as the answer gives them."""
         async with audited(s, t, "case.read", "GET /v1/cases/{case_id}", case_id=case_id):
-            found = await queries.get_case(session=s, case_id=case_id)
+            found = await queries.get_case(
+                session=s,
+                case_id=case_id,
+                moves_before=transitions_before,
+                moves_limit=limit + 1,
+                flags_offset=flags_offset,
+                flags_limit=limit,
+            )
             if found is None:
                 raise NotFound(f"no case {case_id}")
-            case, moves, tasks = found
-            detail = await _detail(
-                s,
-                case,
-                totals=(moves, tasks),
-                limit=limit,
-                before=transitions_before,
-                flags_offset=flags_offset,
-            )
+            detail = _shown(found, limit=limit, flags_offset=flags_offset)
         # Validated once, here, and written out by pydantic: not validated again by FastAPI.
         return Response(detail.model_dump_json(), media_type="application/json")
 
-    async def _detail(
-        s: AsyncSession,
-        case: Case,
-        *,
-        totals: tuple[int, int] | None = None,
-        limit: int = DETAIL_PAGE,
-        before: int | None = None,
-        flags_offset: int = 0,
+    def _shown(
+        found: queries.CaseRead, *, limit: int = DETAIL_PAGE, flags_offset: int = 0
     ) -> CaseDetail:
+        """The detail of a case as read (with one move past `limit`, if there is one)."""
+        case = found.case
         summary = {name: getattr(case, name) for name in CaseSummary.model_fields}  # validated once
-        history = await queries.case_transitions(
-            session=s, case_id=case.case_id, before=before, limit=limit + 1
-        )
-        earlier = history[1].transition_id if len(history) > limit else None
+        history = found.transitions
+        earlier = history[1]["transition_id"] if len(history) > limit else None
         history = history[-limit:]
-        moves, tasks = totals or await queries.case_totals(session=s, case_id=case.case_id)
-        flag_ids = await queries.case_flag_ids(
-            session=s, case_id=case.case_id, offset=flags_offset, limit=limit
-        )
+        following = flags_offset + limit
         return CaseDetail(
             **summary,
             org_id=case.org_id,
             subject_account_id=case.subject_account_id,
             external_reference=case.external_reference,
-            flag_ids=flag_ids,
+            flag_ids=found.flag_ids,
             packet_versions=list(range(1, case.packet_version + 1)),
             allowed_transitions=list(PERSON_TRANSITIONS[case.status]),
             transitions=[TransitionView.model_validate(t) for t in history],
-            transitions_total=moves,
+            transitions_total=found.moves,
             transitions_before=earlier,
             flags_total=case.flag_count,
-            flags_offset=flags_offset + limit if flags_offset + limit < tasks else None,
+            flags_offset=following if following < found.tasks else None,
             guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
             receipts=[
                 ReceiptView.model_validate(r)
@@ -678,7 +668,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             "case moved",
             extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},
         )
-        return await _detail(s, case)
+        found = await queries.get_case(
+            session=s, case_id=case_id, moves_limit=DETAIL_PAGE + 1, flags_limit=DETAIL_PAGE
+        )
+        if found is None:  # deleted since the move committed (retention): nothing to show
+            raise NotFound(f"no case {case_id}")
+        return _shown(found)
 
     admin = allow(Role.ADMIN)
 

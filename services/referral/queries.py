@@ -1,11 +1,13 @@
 """Reads of cases, flags and decisions for the API. No writes."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, func, select, tuple_
+from sqlalchemy import JSON, Row, func, select, tuple_
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -30,17 +32,91 @@ def _totals(case_id: UUID) -> tuple[Any, Any]:
     return moves.scalar_subquery(), tasks.scalar_subquery()
 
 
-async def get_case(*, session: AsyncSession, case_id: UUID) -> tuple[Case, int, int] | None:
-    """A case, with how many moves and tasks it has: one query."""
+@dataclass(frozen=True, slots=True)
+class CaseRead:
+    """A case as its detail shows it, read in one query."""
+
+    case: Case
+    moves: int
+    """How many moves the case has."""
+    tasks: int
+    """How many tasks the case has."""
+    transitions: list[dict[str, Any]]
+    """Its latest moves (at most the limit asked plus one, to tell whether earlier ones
+    exist), oldest first, as plain values (`at` in ISO 8601, UTC)."""
+    flag_ids: list[UUID]
+    """The flags of its latest tasks, oldest first, each once."""
+
+
+_UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def _latest_moves(case_id: UUID, before: int | None, limit: int) -> Any:
+    """The latest `limit` moves (before the move `before`) as one JSON array, oldest first."""
+    t = CaseTransition
+    page = select(t).where(t.case_id == case_id)
+    if before is not None:
+        page = page.where(t.transition_id < before)
+    rows = page.order_by(t.transition_id.desc()).limit(limit).subquery()
+    move = func.json_build_object(
+        "transition_id", rows.c.transition_id,
+        "at", func.to_char(func.timezone("UTC", rows.c.at), _UTC_ISO),
+        "actor", rows.c.actor,
+        "from_status", rows.c.from_status,
+        "to_status", rows.c.to_status,
+        "external_reference", rows.c.external_reference,
+        "note", rows.c.note,
+        "packet_version", rows.c.packet_version,
+    )  # fmt: skip
+    moves = func.json_agg(aggregate_order_by(move, rows.c.transition_id), type_=JSON)
+    return select(func.coalesce(moves, func.json_build_array())).scalar_subquery()
+
+
+def _latest_flags(case_id: UUID, offset: int, limit: int) -> Any:
+    """The flags of the latest `limit` tasks after the latest `offset`, oldest first."""
+    rows = (
+        select(Task.flag_id, Task.routed_at, Task.task_id)
+        .where(Task.case_id == case_id)
+        .order_by(Task.routed_at.desc(), Task.task_id.desc())
+        .offset(offset)
+        .limit(limit)
+        .subquery()
+    )
+    flags = func.array_agg(aggregate_order_by(rows.c.flag_id, rows.c.routed_at, rows.c.task_id))
+    return select(flags).scalar_subquery()
+
+
+async def get_case(
+    *,
+    session: AsyncSession,
+    case_id: UUID,
+    moves_before: int | None = None,
+    moves_limit: int = 200,
+    flags_offset: int = 0,
+    flags_limit: int = 200,
+) -> CaseRead | None:
+    """A case with its totals, its latest moves and the flags of its latest tasks: one query
+    (one round trip), each part served by an index ((case_id, transition_id), (case_id,
+    routed_at))."""
     moves, tasks = _totals(case_id)
-    row = (await session.execute(select(Case, moves, tasks).where(Case.case_id == case_id))).first()
-    return None if row is None else (row[0], int(row[1]), int(row[2]))
-
-
-async def case_totals(*, session: AsyncSession, case_id: UUID) -> tuple[int, int]:
-    """How many moves and tasks a case has: one query."""
-    row = (await session.execute(select(*_totals(case_id)))).one()
-    return int(row[0]), int(row[1])
+    query = select(
+        Case,
+        moves,
+        tasks,
+        _latest_moves(case_id, moves_before, moves_limit),
+        _latest_flags(case_id, flags_offset, flags_limit),
+    ).where(Case.case_id == case_id)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    case, move_count, task_count, transitions, flag_ids = row
+    return CaseRead(
+        case,
+        int(move_count),
+        int(task_count),
+        list(transitions),
+        list(dict.fromkeys(flag_ids or ())),
+    )
 
 
 async def list_cases(
@@ -83,35 +159,6 @@ async def list_cases(
     if after is not None:
         query = query.where(tuple_(*key) > tuple_(*after))
     return (await session.execute(query)).all()
-
-
-async def case_transitions(
-    *, session: AsyncSession, case_id: UUID, before: int | None = None, limit: int | None = None
-) -> list[CaseTransition]:
-    """A case's moves, oldest first; with `limit`, only the latest `limit` (before the move
-    `before`, when given), still oldest first. Served by (case_id, transition_id)."""
-    query = select(CaseTransition).where(CaseTransition.case_id == case_id)
-    if before is not None:
-        query = query.where(CaseTransition.transition_id < before)
-    if limit is None:
-        return list((await session.scalars(query.order_by(CaseTransition.transition_id))).all())
-    rows = await session.scalars(query.order_by(CaseTransition.transition_id.desc()).limit(limit))
-    return list(reversed(rows.all()))
-
-
-async def case_flag_ids(
-    *, session: AsyncSession, case_id: UUID, offset: int = 0, limit: int | None = None
-) -> list[UUID]:
-    """The flags of a case's tasks, oldest first; with `limit`, the flags of the latest `limit`
-    tasks after skipping the latest `offset` (still oldest first). Served by (case_id,
-    routed_at)."""
-    query = select(Task.flag_id).where(Task.case_id == case_id)
-    if limit is None:
-        rows = (await session.scalars(query.order_by(Task.routed_at))).all()
-    else:
-        page = query.order_by(Task.routed_at.desc(), Task.task_id.desc())
-        rows = list(reversed((await session.scalars(page.offset(offset).limit(limit))).all()))
-    return list(dict.fromkeys(rows))
 
 
 async def get_decision(*, session: AsyncSession, flag_id: UUID) -> DecisionRecord | None:
