@@ -9,15 +9,15 @@ never packet contents nor personal data.
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import DateTime, Integer, Uuid, bindparam, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import DateTime, Integer, Text, Uuid, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.exceptions import ReferralError, http_status
@@ -167,6 +167,50 @@ async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
             "detail": dict(entry.detail),
             "outcome": entry.outcome,
             "body": unnumbered(now, entry),
+        },
+    )
+    return int(seq)
+
+
+_APPEND_MANY = text(
+    "SELECT audit_append_many(:at, :actor, :action, :route, :request_id, :case_id, "
+    ":packet_version, :flag_id, :detail, :outcome, :body)"
+).bindparams(
+    bindparam("at", type_=DateTime(timezone=True)),
+    *(
+        bindparam(name, type_=ARRAY(Text()))
+        for name in (
+            "actor", "action", "route", "request_id", "case_id", "packet_version", "flag_id",
+            "detail", "outcome", "body",
+        )
+    ),
+)  # fmt: skip
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+async def record_many(*, session: AsyncSession, entries: Sequence[Entry], now: datetime) -> int:
+    """Append `entries`, in order, in the session's transaction and one round trip (the
+    database function `audit_append_many`, migration 0012); the last sequence number, or 0
+    when there are none. As `record`: call it last, just before the commit."""
+    if not entries:
+        return 0
+    seq = await session.scalar(
+        _APPEND_MANY,
+        {
+            "at": now,
+            "actor": [e.actor for e in entries],
+            "action": [e.action for e in entries],
+            "route": [e.route for e in entries],
+            "request_id": [e.request_id for e in entries],
+            "case_id": [_text(e.case_id) for e in entries],
+            "packet_version": [_text(e.packet_version) for e in entries],
+            "flag_id": [_text(e.flag_id) for e in entries],
+            "detail": [json.dumps(dict(e.detail)) for e in entries],
+            "outcome": [e.outcome for e in entries],
+            "body": [unnumbered(now, e) for e in entries],
         },
     )
     return int(seq)

@@ -25,7 +25,7 @@ from services.domain.breaker import BreakerSettings, Source, source_label
 from services.domain.deadlines import DEFAULT_DEADLINES, Deadlines, for_destination
 from services.domain.forces import ForceDirectory
 from services.domain.organisations import Organisations
-from services.referral import breakers, cases, escalation, queries, renderings
+from services.referral import audit, breakers, cases, escalation, queries, renderings
 from services.referral.cases import Breach, CaseState
 from services.referral.database import JsonText
 from services.referral.enums import OPEN_STATUSES, CaseStatus
@@ -221,7 +221,12 @@ async def apply_tasks(
                 extra={"source": source_label(opened.source), "reason": opened.reason},
             )
         holding = await breakers.holding(session, {flood.source_of(t) for t in tasks})
-    return await _apply_all(session, tasks, now, deadlines, escalator, holding)
+    audited: list[audit.Entry] = []
+    applied = await _apply_all(session, tasks, now, deadlines, escalator, holding, audited)
+    # On the audit trail in the batch's transaction, once, after every case lock is taken (the
+    # audit lock is then held to the commit; taken earlier, it could wait on a case lock).
+    await audit.record_many(session=session, entries=audited, now=now)
+    return applied
 
 
 async def _apply_all(
@@ -231,10 +236,11 @@ async def _apply_all(
     deadlines: Mapping[Priority, Deadlines],
     escalator: Escalator | None,
     holding: frozenset[Source],
+    moves: list[audit.Entry],
 ) -> list[AppliedTask]:
-    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator, holding)
+    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator, holding, moves)
     if follow:
-        applied += await _apply_all(session, follow, now, deadlines, escalator, holding)
+        applied += await _apply_all(session, follow, now, deadlines, escalator, holding, moves)
     return applied
 
 
@@ -251,9 +257,10 @@ async def _apply_round(
     deadlines: Mapping[Priority, Deadlines],
     escalator: Escalator | None,
     holding: frozenset[Source],
+    audited: list[audit.Entry],
 ) -> tuple[list[AppliedTask], list[ReferralTask]]:
     """`apply_tasks` for the given tasks; returns what was applied, and the tasks escalations
-    made for other cases."""
+    made for other cases. The system moves it made are added to `audited`."""
     unique = {t.task_id: t for t in tasks}
     if not unique:
         return [], []
@@ -352,7 +359,7 @@ async def _apply_round(
                 case_id, state, moved = everything[key]
                 said = f"{moved.note}; {note}" if moved.note else note
                 everything[key] = (case_id, state, replace(moved, note=said))
-        await _log_moves(session, everything, now)
+        audited += await _log_moves(session, everything, now)
         for key, (case_id, state, moved) in everything.items():
             became_ready = moved.previous is not CaseStatus.READY and (
                 state.status is CaseStatus.READY
@@ -561,7 +568,8 @@ async def _log_moves(
     session: AsyncSession,
     moved: Mapping[str, tuple[UUID, CaseState, cases.Moved]],
     now: datetime,
-) -> None:
+) -> list[audit.Entry]:
+    """Each move with a note in the case history; the moves as audit entries (never a note)."""
     rows = [
         {
             "case_id": case_id,
@@ -575,8 +583,21 @@ async def _log_moves(
         for case_id, state, m in moved.values()
         if m.note is not None
     ]
-    if rows:
-        await session.execute(insert(_table(CaseTransition)), rows)
+    if not rows:
+        return []
+    await session.execute(insert(_table(CaseTransition)), rows)
+    return [
+        audit.Entry(
+            actor=SYSTEM_ACTOR,
+            action="case.system_move",
+            outcome="ok",
+            case_id=case_id,
+            packet_version=state.packet_version,
+            detail={"from": m.previous.value if m.previous else None, "to": state.status.value},
+        )
+        for case_id, state, m in moved.values()
+        if m.note is not None
+    ]
 
 
 def _log(

@@ -67,7 +67,10 @@ async def test_reads_and_a_move_are_recorded_with_the_key_and_ids_never_contents
     refused = await api.move(case_id, "dismissed", note="not a real concern")
     assert refused.status_code == 409
 
-    log = await entries(own_sessions)
+    opened, *log = await entries(own_sessions)
+    # The worker's own move is on the trail too, in the transaction that made it (no note).
+    assert (opened.actor, opened.action, opened.outcome) == ("system", "case.system_move", "ok")
+    assert (opened.case_id, opened.detail) == (case_id, {"from": None, "to": "ready"})
     assert [(e.action, e.outcome) for e in log] == [
         ("case.read", "200"),
         ("cases.list", "200"),
@@ -240,7 +243,7 @@ async def test_the_command_line_verifies_and_exports_lines_that_read_back(
 async def test_the_cost_of_an_audited_case_read(
     api: Api, own_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    """Sequential case reads, each with its audit entry (lock, last entry, insert, commit)."""
+    """Sequential case reads, each with its audit entry (one statement: `audit_append`)."""
     case_id = await apply(own_sessions, police_tasks(subject=account()), api.clock.now)
     url = f"/v1/cases/{case_id}"
     took = []
@@ -264,7 +267,8 @@ async def test_the_cost_of_an_audited_case_read(
         f"alone (own transaction): p50 {alone[100] * 1000:.1f} ms, p95 {alone[190] * 1000:.1f} ms"
     )
     assert p95 < 250, "bounded loosely: a shared CI machine; the report gives the numbers"
-    assert len(await entries(own_sessions)) == 400
+    reads = [e for e in await entries(own_sessions) if e.action == "case.read"]
+    assert len(reads) == 400
     assert (await verified(own_sessions)).broken is None
 
 
@@ -278,4 +282,34 @@ async def test_concurrent_reads_make_one_unbroken_chain(
     assert [a.status_code for a in answers] == [200] * 20
     done = await verified(own_sessions)
     assert done.broken is None
-    assert (done.entries, done.head_seq) == (20, 20)
+    assert (done.entries, done.head_seq) == (21, 21)  # the case's opening, then the reads
+
+
+async def test_several_entries_at_once_chain_in_order(
+    own_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """`record_many` (the worker's system moves of a batch) chains like one entry at a time."""
+    now = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
+    async with own_sessions() as session, session.begin():
+        await audit.record(
+            session=session, entry=audit.Entry(actor="system", action="a", outcome="ok"), now=now
+        )
+        many = [
+            audit.Entry(
+                actor="system",
+                action="case.system_move",
+                outcome="ok",
+                case_id=uuid4(),
+                packet_version=k or None,
+                detail={"from": None if k == 0 else "review", "to": "ready"},
+            )
+            for k in range(3)
+        ]
+        assert await audit.record_many(session=session, entries=many, now=now) == 4
+        assert await audit.record_many(session=session, entries=[], now=now) == 0
+    log = await entries(own_sessions)
+    assert [e.seq for e in log] == [1, 2, 3, 4]
+    assert [(e.case_id, e.packet_version, e.detail) for e in log[1:]] == [
+        (m.case_id, m.packet_version, dict(m.detail)) for m in many
+    ]
+    assert (await verified(own_sessions)).broken is None

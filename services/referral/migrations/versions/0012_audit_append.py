@@ -74,9 +74,49 @@ def upgrade() -> None:
         END $$
         """.replace("AUDIT_LOCK", str(AUDIT_LOCK))
     )
+    # Several entries at one time (the worker's system moves of a batch), in one round trip:
+    # the values as text, one array element per entry, chained in array order.
+    op.execute(
+        """
+        CREATE FUNCTION audit_append_many(
+            p_at timestamptz, p_actor text[], p_action text[], p_route text[],
+            p_request_id text[], p_case_id text[], p_packet_version text[], p_flag_id text[],
+            p_detail text[], p_outcome text[], p_body text[]
+        ) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            last_seq bigint;
+            last_hash text;
+            next_hash text;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(AUDIT_LOCK);
+            SELECT seq, hash INTO last_seq, last_hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+                last_seq := 0;
+                last_hash := repeat('0', 64);
+            END IF;
+            FOR i IN 1 .. coalesce(array_length(p_body, 1), 0) LOOP
+                next_hash := encode(sha256(convert_to(
+                    last_hash || E'\\n' || p_body[i] || (last_seq + 1)::text || '}', 'UTF8'
+                )), 'hex');
+                INSERT INTO audit_log (
+                    seq, at, actor, action, route, request_id, case_id, packet_version,
+                    flag_id, detail, outcome, prev_hash, hash
+                ) VALUES (
+                    last_seq + 1, p_at, p_actor[i], p_action[i], p_route[i], p_request_id[i],
+                    p_case_id[i]::uuid, p_packet_version[i]::integer, p_flag_id[i]::uuid,
+                    p_detail[i]::jsonb, p_outcome[i], last_hash, next_hash
+                );
+                last_seq := last_seq + 1;
+                last_hash := next_hash;
+            END LOOP;
+            RETURN last_seq;
+        END $$
+        """.replace("AUDIT_LOCK", str(AUDIT_LOCK))
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION audit_append_many")
     op.execute("DROP FUNCTION audit_append")
     # An actor longer than 64 (one with a holder) cannot go back: the downgrade then fails.
     op.alter_column("audit_log", "actor", type_=sa.String(64), existing_nullable=False)
