@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import DateTime, Integer, Text, Uuid, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import DateTime, Text, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.exceptions import ReferralError, http_status
@@ -134,46 +134,8 @@ def unnumbered(at: datetime, entry: Entry) -> str:
     return body[: -len("0}")]
 
 
-_APPEND = text(
-    "SELECT audit_append(:at, :actor, :action, :route, :request_id, :case_id, "
-    ":packet_version, :flag_id, :detail, :outcome, :body)"
-).bindparams(
-    bindparam("at", type_=DateTime(timezone=True)),
-    bindparam("case_id", type_=Uuid()),
-    bindparam("flag_id", type_=Uuid()),
-    bindparam("packet_version", type_=Integer()),
-    bindparam("detail", type_=JSONB()),
-)
-
-
-async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
-    """Append `entry` in the session's transaction, in one round trip; its sequence number.
-
-    The database function `audit_append` (migration 0012) takes the audit lock until the
-    transaction ends, numbers the entry and chains its hash: call it last, just before the
-    commit.
-    """
-    seq = await session.scalar(
-        _APPEND,
-        {
-            "at": now,
-            "actor": entry.actor,
-            "action": entry.action,
-            "route": entry.route,
-            "request_id": entry.request_id,
-            "case_id": entry.case_id,
-            "packet_version": entry.packet_version,
-            "flag_id": entry.flag_id,
-            "detail": dict(entry.detail),
-            "outcome": entry.outcome,
-            "body": unnumbered(now, entry),
-        },
-    )
-    return int(seq)
-
-
 _APPEND_MANY = text(
-    "SELECT audit_append_many(:at, :actor, :action, :route, :request_id, :case_id, "
+    "SELECT audit_append(:at, :actor, :action, :route, :request_id, :case_id, "
     ":packet_version, :flag_id, :detail, :outcome, :body)"
 ).bindparams(
     bindparam("at", type_=DateTime(timezone=True)),
@@ -191,10 +153,19 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
+    """Append `entry` in the session's transaction, in one round trip; its sequence number.
+
+    The database function `audit_append` (migration 0012) takes the audit lock until the
+    transaction ends, numbers the entry and chains its hash: call it last, just before the
+    commit.
+    """
+    return await record_many(session=session, entries=[entry], now=now)
+
+
 async def record_many(*, session: AsyncSession, entries: Sequence[Entry], now: datetime) -> int:
-    """Append `entries`, in order, in the session's transaction and one round trip (the
-    database function `audit_append_many`, migration 0012); the last sequence number, or 0
-    when there are none. As `record`: call it last, just before the commit."""
+    """Append `entries`, in order, in the session's transaction and one round trip; the last
+    sequence number, or 0 when there are none. As `record`: call it last, before the commit."""
     if not entries:
         return 0
     seq = await session.scalar(
