@@ -1,12 +1,13 @@
 """Reads of cases, flags and decisions for the API. No writes."""
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Row, func, select, tuple_
+from sqlalchemy import JSON, Row, Select, Uuid, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -20,16 +21,6 @@ from services.referral.models import (
     Flag,
     Task,
 )
-
-
-def _totals(case_id: UUID) -> tuple[Any, Any]:
-    """How many moves and tasks a case has, as subqueries (index-only on (case_id,
-    transition_id) and (case_id, routed_at))."""
-    moves = (
-        select(func.count()).select_from(CaseTransition).where(CaseTransition.case_id == case_id)
-    )
-    tasks = select(func.count()).select_from(Task).where(Task.case_id == case_id)
-    return moves.scalar_subquery(), tasks.scalar_subquery()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +40,21 @@ class CaseRead:
 
 
 _UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+_CASE_ID = bindparam("case_id", type_=Uuid())
+_LAST_MOVE = 2**63 - 1
+"""`moves_before` when none is given: past every move."""
 
 
-def _latest_moves(case_id: UUID, before: int | None, limit: int) -> Any:
-    """The latest `limit` moves (before the move `before`) as one JSON array, oldest first."""
+def _latest_moves() -> Any:
+    """The latest `:moves_limit` moves before `:moves_before`, as one JSON array, oldest first."""
     t = CaseTransition
-    page = select(t).where(t.case_id == case_id)
-    if before is not None:
-        page = page.where(t.transition_id < before)
-    rows = page.order_by(t.transition_id.desc()).limit(limit).subquery()
+    rows = (
+        select(t)
+        .where(t.case_id == _CASE_ID, t.transition_id < bindparam("moves_before"))
+        .order_by(t.transition_id.desc())
+        .limit(bindparam("moves_limit"))
+        .subquery()
+    )
     move = func.json_build_object(
         "transition_id", rows.c.transition_id,
         "at", func.to_char(func.timezone("UTC", rows.c.at), _UTC_ISO),
@@ -72,18 +69,33 @@ def _latest_moves(case_id: UUID, before: int | None, limit: int) -> Any:
     return select(func.coalesce(moves, func.json_build_array())).scalar_subquery()
 
 
-def _latest_flags(case_id: UUID, offset: int, limit: int) -> Any:
-    """The flags of the latest `limit` tasks after the latest `offset`, oldest first."""
+def _latest_flags() -> Any:
+    """The flags of the latest `:flags_limit` tasks after the latest `:flags_offset`, oldest
+    first."""
     rows = (
         select(Task.flag_id, Task.routed_at, Task.task_id)
-        .where(Task.case_id == case_id)
+        .where(Task.case_id == _CASE_ID)
         .order_by(Task.routed_at.desc(), Task.task_id.desc())
-        .offset(offset)
-        .limit(limit)
+        .offset(bindparam("flags_offset"))
+        .limit(bindparam("flags_limit"))
         .subquery()
     )
     flags = func.array_agg(aggregate_order_by(rows.c.flag_id, rows.c.routed_at, rows.c.task_id))
     return select(flags).scalar_subquery()
+
+
+_CASE_READ = select(
+    Case,
+    # How many moves and tasks (index-only on (case_id, transition_id) and (case_id, routed_at)).
+    select(func.count())
+    .select_from(CaseTransition)
+    .where(CaseTransition.case_id == _CASE_ID)
+    .scalar_subquery(),
+    select(func.count()).select_from(Task).where(Task.case_id == _CASE_ID).scalar_subquery(),
+    _latest_moves(),
+    _latest_flags(),
+).where(Case.case_id == _CASE_ID)
+"""Built once: a statement built per request costs more CPU than the query takes."""
 
 
 async def get_case(
@@ -98,15 +110,14 @@ async def get_case(
     """A case with its totals, its latest moves and the flags of its latest tasks: one query
     (one round trip), each part served by an index ((case_id, transition_id), (case_id,
     routed_at))."""
-    moves, tasks = _totals(case_id)
-    query = select(
-        Case,
-        moves,
-        tasks,
-        _latest_moves(case_id, moves_before, moves_limit),
-        _latest_flags(case_id, flags_offset, flags_limit),
-    ).where(Case.case_id == case_id)
-    row = (await session.execute(query)).first()
+    values = {
+        "case_id": case_id,
+        "moves_before": _LAST_MOVE if moves_before is None else moves_before,
+        "moves_limit": moves_limit,
+        "flags_offset": flags_offset,
+        "flags_limit": flags_limit,
+    }
+    row = (await session.execute(_CASE_READ, values)).first()
     if row is None:
         return None
     case, move_count, task_count, transitions, flag_ids = row
@@ -140,25 +151,47 @@ async def list_cases(
     first, after the (due_at, case_id) cursor. Each filter has an index ending with the order
     (migration 0008), so a page stops after `limit` rows.
     """
-    key = (Case.due_at, Case.case_id) if overdue_at is not None else (Case.created_at, Case.case_id)
-    query = select(*columns).order_by(*key).limit(limit)
-    if overdue_at is not None:
-        query = query.where(Case.due_at < overdue_at)
-    if force_id is not None:
-        query = query.where(Case.force_id == force_id)
-    if criterion is not None:
-        query = query.where(Case.criteria.contains([criterion]))
-    if since is not None:
-        query = query.where(Case.created_at >= since)
-    if status is not None:
-        query = query.where(Case.status == status)
-    if destination is not None:
-        query = query.where(Case.destination == destination)
-    if priority is not None:
-        query = query.where(Case.priority == priority)
+    given: dict[str, object] = {
+        "overdue_at": overdue_at,
+        "force_id": force_id,
+        "criterion": None if criterion is None else [criterion],
+        "since": since,
+        "status": status,
+        "destination": destination,
+        "priority": priority,
+    }
+    values: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if after is not None:
-        query = query.where(tuple_(*key) > tuple_(*after))
-    return (await session.execute(query)).all()
+        values |= {"after_at": after[0], "after_id": after[1]}
+    query = _listing(tuple(c.key for c in columns), frozenset(values))
+    rows: Sequence[Row[Any]] = (await session.execute(query, {**values, "limit": limit})).all()
+    return rows
+
+
+_FILTERS: dict[str, Any] = {
+    "overdue_at": lambda: Case.due_at < bindparam("overdue_at"),
+    "force_id": lambda: Case.force_id == bindparam("force_id"),
+    "criterion": lambda: Case.criteria.contains(bindparam("criterion")),
+    "since": lambda: Case.created_at >= bindparam("since"),
+    "status": lambda: Case.status == bindparam("status"),
+    "destination": lambda: Case.destination == bindparam("destination"),
+    "priority": lambda: Case.priority == bindparam("priority"),
+}
+
+
+@functools.lru_cache(maxsize=512)
+def _listing(columns: tuple[str, ...], given: frozenset[str]) -> Select[Any]:
+    """The list's statement for the filters given, built once per combination (at most a few
+    hundred): a statement built per request costs more CPU than the query takes."""
+    overdue = "overdue_at" in given
+    key = (Case.due_at, Case.case_id) if overdue else (Case.created_at, Case.case_id)
+    query = select(*(getattr(Case, name) for name in columns))
+    for name, condition in _FILTERS.items():
+        if name in given:
+            query = query.where(condition())
+    if "after_at" in given:
+        query = query.where(tuple_(*key) > tuple_(bindparam("after_at"), bindparam("after_id")))
+    return query.order_by(*key).limit(bindparam("limit"))
 
 
 async def get_decision(*, session: AsyncSession, flag_id: UUID) -> DecisionRecord | None:
