@@ -1,7 +1,7 @@
 """Several API worker processes on one port (`CSAE_API_WORKERS`): a real `csae referral api`
 with two workers. A cursor one worker issued works on the other (one signing key for all,
 though none is configured), and a key made while they run is accepted by each without a
-restart."""
+restart. And the API's pool, without pre-ping, recovers from connections the database closed."""
 
 import asyncio
 import os
@@ -13,10 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks.pipeline import free_port
+from services.referral.api import create_app
 from services.referral.keys import Role, create_key
+from tests.infra import isolated_settings
 from tests.integration.test_case_lifecycle import account, apply, police_tasks
 
 WORKERS = 2
@@ -109,3 +112,32 @@ async def test_two_workers_share_cursors_and_see_a_new_key(
     while (statuses := await _fresh(base, "/v1/cases?limit=1", new)) != [200] * FRESH:
         assert time.monotonic() < deadline, f"a worker still refuses the new key: {statuses}"
         await asyncio.sleep(0.2)
+
+
+async def test_connections_the_database_closed_are_replaced_after_one_failure(
+    own_database_url: str, own_sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The API's pool does not pre-ping (three round trips a request): after the database
+    closes its connections, the one request that finds out fails, and every later one is
+    served on a new connection."""
+    keys = tmp_path / "keys"
+    key = create_key(keys, Role.VIEWER)
+    app = create_app(isolated_settings(own_database_url, api_keys_file=keys))
+    auth = {"Authorization": f"Bearer {key}"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c,
+    ):
+        warm = await asyncio.gather(*(c.get("/v1/cases?limit=1", headers=auth) for _ in range(6)))
+        assert [a.status_code for a in warm] == [200] * 6  # several pooled connections
+        async with own_sessions() as session:
+            closed = await session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert (closed or 0) >= 2
+        statuses = [(await c.get("/v1/cases?limit=1", headers=auth)).status_code for _ in range(8)]
+    assert statuses[0] in (200, 500)
+    assert statuses[1:] == [200] * 7, statuses
