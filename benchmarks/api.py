@@ -7,7 +7,9 @@
    requests at a fixed rate (each timed from when it was due, so a saturated server shows as
    queueing, not as a slower sender) for: `/healthz` (the floor: the machine at this rate), a
    case read, the large case's read, and each list filter. p50/p95 in milliseconds; first the
-   same requests one at a time ("alone": what one request costs, without a queue). With
+   same requests one at a time ("alone": what one request costs, without a queue). A flag read
+   reads the decisions of the large case's flags (the router's decision, and the case it
+   joined). With
    `CSAE_BENCH_API_BEFORE_SOURCE=DIR` (an older tree, e.g. `git archive COMMIT | tar -x -C DIR`)
    the "before" API is that tree's, run without uvloop and httptools (which it did not have), so
    old and new code are measured in one run on one database.
@@ -102,6 +104,13 @@ SELECT md5('task' || j)::uuid, $3, md5('flag' || j)::uuid, 'refer', 'P2',
        $2::timestamptz + j * interval '1 ms', $2, '{}'::jsonb, 1
 FROM generate_series(1, $1::int) AS j
 """
+BIG_DECISIONS = """
+INSERT INTO decisions (flag_id, outcome, priority, criteria, immediate_danger, policy_version,
+                       decided_at, body)
+SELECT md5('flag' || j)::uuid, 'refer', 'P2', ARRAY['grooming']::varchar(16)[], false, 'bench',
+       $2, '{"outcome": "refer"}'::jsonb
+FROM generate_series(1, $1::int) AS j
+"""
 BIG_TRANSITIONS = """
 INSERT INTO case_transitions (case_id, at, actor, from_status, to_status, note)
 SELECT $3, $2::timestamptz + j * interval '1 ms', 'system', 'ready', 'ready', 'supplement'
@@ -125,6 +134,7 @@ async def fill(url: str, bench: ApiBenchSettings, now: datetime) -> tuple[float,
         )
         await connection.execute(BIG_FLAGS, bench.big_case, now)
         await connection.execute(BIG_TASKS, bench.big_case, now, big)
+        await connection.execute(BIG_DECISIONS, bench.big_case, now)
         await connection.execute(BIG_TRANSITIONS, bench.big_case, now, big)
         await connection.execute(
             "UPDATE cases SET flag_count = $1 WHERE case_id = $2", bench.big_case + 1, big
@@ -141,6 +151,7 @@ def routes(bench: ApiBenchSettings, big: UUID, now: datetime) -> dict[str, str]:
         "/healthz (floor)": "/healthz",
         "case read": "/v1/cases/{case}",
         f"case read, {bench.big_case} flags+moves": f"/v1/cases/{big}",
+        "flag read": "/v1/flags/{flag}",
         "list (no filter)": "/v1/cases",
         "list status=review": "/v1/cases?status=review",
         "list destination=iwf": "/v1/cases?destination=iwf",
@@ -261,6 +272,10 @@ async def measure(
                     "SELECT case_id FROM cases ORDER BY random() LIMIT 2000"
                 )
             ]
+            flags = [
+                str(r["flag_id"])
+                for r in await connection.fetch("SELECT flag_id FROM decisions ORDER BY random()")
+            ]
         finally:
             await connection.close()
         # Idle connections are let go before uvicorn's keep-alive (5 s) closes them under us.
@@ -276,11 +291,12 @@ async def measure(
             first = (await client.get("/v1/cases?status=closed")).json()
             cursor = first["next_cursor"]
             for name, path in routes(bench, big, now).items():
-                paths = (
-                    [path.format(case=i) for i in ids]
-                    if "{case}" in path
-                    else [path.format(cursor=cursor)]
-                )
+                if "{case}" in path:
+                    paths = [path.format(case=i) for i in ids]
+                elif "{flag}" in path:
+                    paths = [path.format(flag=f) for f in flags]
+                else:
+                    paths = [path.format(cursor=cursor)]
                 alone = []
                 for p in (paths * 50)[:50]:  # one at a time: the cost of one request, no queue
                     started = time.perf_counter()
