@@ -576,7 +576,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         its latest moves and of the flags of its latest tasks, with their totals; for earlier
         ones ask again with `transitions_before` or `flags_offset` as the answer gives them."""
         async with audited(s, t, "case.read", "GET /v1/cases/{case_id}", case_id=case_id):
-            found = await queries.get_case(
+            found = await queries.read_case(
                 session=s,
                 case_id=case_id,
                 moves_before=transitions_before,
@@ -614,10 +614,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             flags_total=case.flag_count,
             flags_offset=following if following < found.tasks else None,
             guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
-            receipts=[
-                ReceiptView.model_validate(r)
-                for r in await queries.case_receipts(session=s, case_id=case.case_id, limit=limit)
-            ],
+            receipts=[ReceiptView.model_validate(r) for r in found.receipts],
         )
 
     @app.post(
@@ -668,7 +665,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             "case moved",
             extra={"case_id": str(case_id), "from": moved.previous.value, "to": case.status.value},
         )
-        found = await queries.get_case(
+        found = await queries.read_case(
             session=s, case_id=case_id, moves_limit=DETAIL_PAGE + 1, flags_limit=DETAIL_PAGE
         )
         if found is None:  # deleted since the move committed (retention): nothing to show

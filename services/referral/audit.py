@@ -25,7 +25,7 @@ from services.referral.models import AuditRecord
 
 AUDIT_LOCK = 0x63736165_0003
 """The advisory lock that serialises appends to the chain (held until the transaction ends;
-taken by the database function `audit_append`, migration 0012, which repeats it)."""
+taken by the database function `audit_append`, migration 0011, which repeats it)."""
 GENESIS = "0" * 64
 """The predecessor hash of the first entry."""
 
@@ -156,7 +156,7 @@ def _text(value: object) -> str | None:
 async def record(*, session: AsyncSession, entry: Entry, now: datetime) -> int:
     """Append `entry` in the session's transaction, in one round trip; its sequence number.
 
-    The database function `audit_append` (migration 0012) takes the audit lock until the
+    The database function `audit_append` (migration 0011) takes the audit lock until the
     transaction ends, numbers the entry and chains its hash: call it last, just before the
     commit.
     """

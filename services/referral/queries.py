@@ -37,6 +37,9 @@ class CaseRead:
     exist), oldest first, as plain values (`at` in ISO 8601, UTC)."""
     flag_ids: list[UUID]
     """The flags of its latest tasks, oldest first, each once."""
+    receipts: list[dict[str, Any]]
+    """Its latest delivery receipts (at most the moves' limit), oldest first, as plain values
+    (`sent_at` in ISO 8601, UTC)."""
 
 
 _UTC_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
@@ -84,6 +87,34 @@ def _latest_flags() -> Any:
     return select(flags).scalar_subquery()
 
 
+def _latest_receipts() -> Any:
+    """The latest `:moves_limit` delivery receipts, as one JSON array, oldest first. Served by
+    (case_id, sent_at)."""
+    r = DeliveryReceipt
+    rows = (
+        select(r)
+        .where(r.case_id == _CASE_ID)
+        .order_by(r.sent_at.desc(), r.receipt_id)
+        .limit(bindparam("moves_limit"))
+        .subquery()
+    )
+    receipt = func.json_build_object(
+        "receipt_id", rows.c.receipt_id,
+        "packet_version", rows.c.packet_version,
+        "format", rows.c.format,
+        "sha256", rows.c.sha256,
+        "size", rows.c.size,
+        "destination_key", rows.c.destination_key,
+        "sent_at", func.to_char(func.timezone("UTC", rows.c.sent_at), _UTC_ISO),
+        "actor", rows.c.actor,
+        "external_reference", rows.c.external_reference,
+    )  # fmt: skip
+    receipts = func.json_agg(
+        aggregate_order_by(receipt, rows.c.sent_at, rows.c.receipt_id.desc()), type_=JSON
+    )
+    return select(func.coalesce(receipts, func.json_build_array())).scalar_subquery()
+
+
 _CASE_READ = select(
     Case,
     # How many moves and tasks (index-only on (case_id, transition_id) and (case_id, routed_at)).
@@ -94,11 +125,38 @@ _CASE_READ = select(
     select(func.count()).select_from(Task).where(Task.case_id == _CASE_ID).scalar_subquery(),
     _latest_moves(),
     _latest_flags(),
+    _latest_receipts(),
 ).where(Case.case_id == _CASE_ID)
 """Built once: a statement built per request costs more CPU than the query takes."""
 
 
-async def get_case(
+async def get_case(*, session: AsyncSession, case_id: UUID) -> Case | None:
+    return await session.get(Case, case_id)
+
+
+async def case_transitions(
+    *, session: AsyncSession, case_id: UUID, before: int | None = None, limit: int | None = None
+) -> list[CaseTransition]:
+    """A case's moves, oldest first; with `limit`, only the latest `limit` (before the move
+    `before`, when given), still oldest first. Served by (case_id, transition_id)."""
+    query = select(CaseTransition).where(CaseTransition.case_id == case_id)
+    if before is not None:
+        query = query.where(CaseTransition.transition_id < before)
+    if limit is None:
+        return list((await session.scalars(query.order_by(CaseTransition.transition_id))).all())
+    rows = await session.scalars(query.order_by(CaseTransition.transition_id.desc()).limit(limit))
+    return list(reversed(rows.all()))
+
+
+async def count_transitions(*, session: AsyncSession, case_id: UUID) -> int:
+    """How many moves a case has (index-only on (case_id, transition_id))."""
+    total = await session.scalar(
+        select(func.count()).select_from(CaseTransition).where(CaseTransition.case_id == case_id)
+    )
+    return int(total or 0)
+
+
+async def read_case(
     *,
     session: AsyncSession,
     case_id: UUID,
@@ -120,13 +178,14 @@ async def get_case(
     row = (await session.execute(_CASE_READ, values)).first()
     if row is None:
         return None
-    case, move_count, task_count, transitions, flag_ids = row
+    case, move_count, task_count, transitions, flag_ids, receipts = row
     return CaseRead(
         case,
         int(move_count),
         int(task_count),
         list(transitions),
         list(dict.fromkeys(flag_ids or ())),
+        list(receipts),
     )
 
 
@@ -215,19 +274,6 @@ async def service_of(*, session: AsyncSession, case_id: UUID) -> str | None:
         .limit(1)
     )
     return str(service) if service is not None else None
-
-
-async def case_receipts(
-    *, session: AsyncSession, case_id: UUID, limit: int
-) -> Sequence[DeliveryReceipt]:
-    """A case's delivery receipts, oldest first (the latest `limit` of them)."""
-    rows = await session.scalars(
-        select(DeliveryReceipt)
-        .where(DeliveryReceipt.case_id == case_id)
-        .order_by(DeliveryReceipt.sent_at.desc(), DeliveryReceipt.receipt_id)
-        .limit(limit)
-    )
-    return list(rows)[::-1]
 
 
 QueuePosition = tuple[str, datetime, UUID]

@@ -14,8 +14,8 @@ Table `api_key_uses` holds when each API key was last used, as each API process 
 saw (at most every `CSAE_API_KEY_USE_FLUSH_SECONDS`): no write per request. The audit actor
 widens to hold a key's holder label beside its id.
 
-Revision ID: 0012
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-08
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0008"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
