@@ -1,5 +1,6 @@
 """The contracts: checked-in schemas and examples agree with the models; models are closed."""
 
+import ipaddress
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -410,3 +411,25 @@ def test_an_address_that_is_not_one_is_refused_without_quoting_it(sent: object) 
 def test_addresses_of_both_families_are_kept_and_written_as_text() -> None:
     flag = make_flag(subject={"account_id": "acct-ip", "ips": ["192.0.2.1", "2001:DB8::1"]})
     assert json.loads(flag.model_dump_json())["subject"]["ips"] == ["192.0.2.1", "2001:db8::1"]
+
+
+_ADDRESS_LIKE = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=4).map(lambda a: str(a).replace(".", ".0", 1)),  # a leading zero
+    st.ip_addresses(v=4).map(lambda a: f" {a}"),
+    st.text(alphabet="0123456789.:abcdefx% \x00", max_size=24),
+)
+
+
+@given(_ADDRESS_LIKE)
+def test_an_address_is_read_as_the_standard_library_reads_it(text: str) -> None:
+    """The fast IPv4 path gives exactly what `ipaddress.ip_address` gives, refusals included."""
+    try:
+        expected: object = ipaddress.ip_address(text)
+    except ValueError:
+        expected = "refused"
+    document = flag_document(subject={"account_id": "acct-ip", "ips": [text]})
+    result = decode(json.dumps(document).encode(), ModerationFlag, max_bytes=64 * 1024)
+    got = result.subject.ips[0] if isinstance(result, ModerationFlag) else "refused"
+    assert got == expected
+    assert type(got) is type(expected)
