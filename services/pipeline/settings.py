@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=12, ge=1)
     """Partitions of each topic: created with this many, grown to it (`csae topics create`)."""
     kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    """How produced batches are compressed. lz4 by default: a task carries its flag, and a
+    batch of them shrinks several times, so fewer bytes and round trips reach the broker."""
+    kafka_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=1024 * 1024)
+    """The most bytes (before compression) a produced batch for one partition holds. Larger
+    than the client's 16 KiB default, so the outputs of one fetch go in few requests; below
+    the broker's default `message.max.bytes` (1 MiB)."""
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/csae"
 
