@@ -28,6 +28,7 @@ identifiers, hashes and URLs match it rarely (`tests/unit/test_media.py` measure
 
 import re
 from collections.abc import Iterator, Sequence
+from functools import cache
 from urllib.parse import unquote_to_bytes
 
 import re2
@@ -198,7 +199,14 @@ _NAMED = list(_patterns())
 _SCANNER = re2.compile(
     "|".join(f"(?:{pattern})" for _, pattern in _NAMED).encode("latin-1"), options=_latin1()
 )
-_EACH = [(name, re.compile(pattern.encode("latin-1"))) for name, pattern in _NAMED]
+
+
+@cache
+def _each() -> list[tuple[str, re.Pattern[bytes]]]:
+    """Each pattern on its own, to name what the automaton found (compiled when first needed:
+    a hit is rare, and compiling them all would add a tenth of a second to every start)."""
+    return [(name, re.compile(pattern.encode("latin-1"))) for name, pattern in _NAMED]
+
 
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
@@ -217,7 +225,7 @@ def _unescape(text: str) -> str:
 
 
 def _name(found: bytes) -> str:
-    for name, pattern in _EACH:
+    for name, pattern in _each():
         if pattern.search(found):
             return name
     return "media"  # pragma: no cover - the automaton and the patterns are the same
