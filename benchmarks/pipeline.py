@@ -2,7 +2,8 @@
 
 From one run:
 1. the baseline: a plain aiokafka consume→produce passthrough of the flag backlog (consumer
-   group, produce with acks=all and idempotence, commit once acknowledged);
+   group, produce with acks=all and idempotence, commit once acknowledged), in this process
+   (warm) and then as a process of its own from its start, as the router is measured;
 2. one `csae router` process over the same backlog, from its start until its group has committed
    the end of the flags topic;
 3. one `csae referral worker` process over what the router wrote, until its group has committed
@@ -32,12 +33,13 @@ from pathlib import Path
 from uuid import uuid4
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from benchmarks.passthrough import passthrough
 from schemas.referral import ReferralTask
 from services.domain.forces import uk_forces
 from services.domain.policy import default_policy
@@ -250,42 +252,20 @@ async def wait_for_group(
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def passthrough(settings: Settings, group: str, source: str, target: str) -> None:
-    """Copy `source` to `target` forever: fetch a batch, produce it, commit once acknowledged.
-    Plain aiokafka with the pipeline's client settings, nothing else."""
-    consumer = AIOKafkaConsumer(
+async def passthrough_process(
+    settings: Settings, group: str, source: str, target: str
+) -> asyncio.subprocess.Process:
+    """The same passthrough in a Python process of its own, started as `csae router` is: its
+    figure, like the router's, includes the interpreter's start, imports and group join."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.passthrough",
+        group,
         source,
-        **client_options(settings),
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+        target,
+        env=environment(settings),
     )
-    producer = AIOKafkaProducer(
-        **client_options(settings), acks="all", enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    try:
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(
-                    timeout_ms=500, max_records=settings.batch_max_records
-                )
-                pending = [
-                    await producer.send(target, record.value, key=record.key)
-                    for records in batches.values()
-                    for record in records
-                ]
-                await asyncio.gather(*pending)
-                if batches:
-                    await consumer.commit(
-                        {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                    )
-        finally:
-            await consumer.stop()
-    finally:
-        await producer.stop()
 
 
 # --- the stages --------------------------------------------------------------------------------
@@ -423,6 +403,7 @@ class Results:
     flags: int
     flag_bytes: int
     raw: Progress
+    raw_process: Progress
     stages: list[Stages]
     latency: Latency
     durability: str
@@ -515,6 +496,22 @@ async def measure(
         copying.cancel()
         await asyncio.gather(copying, return_exceptions=True)
         print(f"pipeline: raw passthrough {raw.rate:.0f} flags/s", file=sys.stderr)
+        started = time.perf_counter()
+        copier = await passthrough_process(
+            settings, f"{raw_group}-process", settings.topic_flags, raw_topic
+        )
+        try:
+            raw_process = await wait_for_group(
+                admin,
+                f"{raw_group}-process",
+                flag_ends,
+                started=started,
+                limit=bench.timeout,
+                processes=[copier],
+            )
+        finally:
+            await stop(copier)
+        print(f"pipeline: raw passthrough process {raw_process.rate:.0f} flags/s", file=sys.stderr)
 
         one = await stages(settings, bench, 1, admin, probe, processes)
         latency = await publish_to_stored(settings, bench, run, plain_dsn(settings.database_url))
@@ -530,6 +527,7 @@ async def measure(
         len(flags),
         round(statistics.mean(len(v) for _, v in flags)),
         raw,
+        raw_process,
         [one, several],
         latency,
         await durability(plain_dsn(settings.database_url)),
@@ -547,7 +545,10 @@ def report(r: Results, bench: BenchSettings) -> None:
         f"  {'stage':<26}{'throughput':>17}{'vs raw':>8}{'time':>10}{'1st commit':>12}"
         f"{'after 1st commit':>20}"
     )
-    rows = [("raw aiokafka passthrough", "flags/s", r.raw)]
+    rows = [
+        ("raw aiokafka passthrough", "flags/s", r.raw),
+        ("raw, as its own process", "flags/s", r.raw_process),
+    ]
     for stage in r.stages:
         times = "" if stage.processes == 1 else f" x{stage.processes}"
         rows.append((f"csae router{times}", "flags/s", stage.router))
@@ -561,6 +562,18 @@ def report(r: Results, bench: BenchSettings) -> None:
         if not p.finished:
             line += f"  UNFINISHED: {p.committed} of {p.total} in {bench.timeout:.0f} s"
         print(line)
+    one = r.stages[0].router
+    print(
+        f"  router x1 / raw: {one.rate / r.raw.rate:.2f}x against the passthrough in this process "
+        f"(warm: no start, no join); {one.rate / r.raw_process.rate:.2f}x against it as its own "
+        f"process, each from its start"
+    )
+    mine, warm, cold = (p.running_rate for p in (one, r.raw, r.raw_process))
+    if mine is not None and warm is not None and cold is not None:
+        print(
+            f"  after each one's first commit: {mine / warm:.2f}x (in this process), "
+            f"{mine / cold:.2f}x (its own process)"
+        )
     for stage in r.stages:
         print(
             f"  (the worker x{stage.processes} stored {stage.worker.total} referral tasks and "
