@@ -79,11 +79,11 @@ def _base64(signature: Sequence[Byte], align: int, urlsafe: bool) -> str:
         if all(bit is None for bit in chunk):
             classes.append(None)
             continue
-        chars = {
-            char
-            for value, char in enumerate(_ALPHABET)
-            if all(bit is None or (value >> (5 - i)) & 1 == bit for i, bit in enumerate(chunk))
-        }
+        # The six bits as a mask of those fixed and their values: a character fits when its
+        # value has them (a test of each bit on its own made every process start slower).
+        fixed = sum(1 << (5 - i) for i, bit in enumerate(chunk) if bit is not None)
+        wanted = sum(bit << (5 - i) for i, bit in enumerate(chunk) if bit is not None)
+        chars = {char for value, char in enumerate(_ALPHABET) if value & fixed == wanted}
         if urlsafe:
             chars = {{"+": "-", "/": "_"}.get(char, char) for char in chars}
         classes.append("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
@@ -130,6 +130,10 @@ _CONTROL = "(?:[\\x00-\\x1f\\x7f]|\\xc2[\\x80-\\x9f])"
 """A control character (C0, DEL or C1) as UTF-8: part of a file, never of a name."""
 
 
+_AS_TEXT = [re.escape(chr(byte).encode("utf-8").decode("latin-1")) for byte in range(256)]
+"""Each byte's pattern: the UTF-8 of the character U+0000 to U+00FF that stands for it."""
+
+
 def _raw(signature: Sequence[Byte]) -> str:
     """The signature as the UTF-8 text of the characters U+0000 to U+00FF that stand for its
     bytes (how a file's bytes arrive inside a JSON string)."""
@@ -142,12 +146,8 @@ def _raw(signature: Sequence[Byte]) -> str:
             parts.append(_CONTROL)
             continue
         value, mask = (spec, 0xFF) if isinstance(spec, int) else spec
-        chars = [
-            chr(byte).encode("utf-8").decode("latin-1")
-            for byte in range(256)
-            if byte & mask == value & mask
-        ]
-        parts.append("(?:" + "|".join(re.escape(c) for c in chars) + ")")
+        chars = [_AS_TEXT[byte] for byte in range(256) if byte & mask == value & mask]
+        parts.append("(?:" + "|".join(chars) + ")")
     return "".join(parts)
 
 

@@ -207,10 +207,12 @@ async def produce_all(
         if batch is None:
             batch = batches[target] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
+            batch.close()
             pending.append(await producer.send_batch(batch, topic, partition=target[1]))
             batch = batches[target] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)
     for (topic, partition), batch in batches.items():
+        batch.close()
         pending.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*pending)
 
