@@ -26,9 +26,10 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(default=12, ge=1)
     """Partitions of each topic: created with this many, grown to it (`csae topics create`)."""
     kafka_replication_factor: int = Field(default=1, ge=1)
-    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    """How produced batches are compressed. lz4 by default: a task carries its flag, and a
-    batch of them shrinks several times, so fewer bytes and round trips reach the broker."""
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    """How produced batches are compressed. zstd by default: a task carries its flag, and a
+    batch of them shrinks about 28 times for 1.3 µs of CPU a flag. (aiokafka's lz4 is level 9,
+    5.5 µs a flag for a ratio of 14; gzip 13 µs.)"""
     kafka_max_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=1024 * 1024)
     """The most bytes (before compression) a produced batch for one partition holds. Larger
     than the client's 16 KiB default, so the outputs of one fetch go in few requests; below
