@@ -26,6 +26,10 @@ from services.domain.policy import Policy, Verdict, evaluate
 _RULES = {"rules"}  # sets: pydantic takes them faster than frozensets
 _RULES_AND_FLAG = {"rules", "flag"}
 _BEFORE_POLICY_VERSION = b',"policy_version":'
+# What `model_dump_json` calls, without its wrapper (a third of a task's cost) or the bytes'
+# round trip through str: the same JSON, as bytes.
+_DECISION_JSON = Decision.__pydantic_serializer__.to_json
+_TASK_JSON = ReferralTask.__pydantic_serializer__.to_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +42,13 @@ class Routing:
 
     def decision_json(self) -> bytes:
         """`decision.model_dump_json()`, byte for byte (a test compares them)."""
-        head = self.decision.model_dump_json(exclude=_RULES).encode()
+        head = _DECISION_JSON(self.decision, exclude=_RULES)
         return _with_rules(head, self.verdict.rules_json)
 
     def task_json(self, task: ReferralTask, flag_json: bytes) -> bytes:
         """`task.model_dump_json()` with `flag_json` (the flag's own bytes, decoded and
         validated already) in place of serialising the flag again for every task."""
-        head = task.model_dump_json(exclude=_RULES_AND_FLAG).encode()
+        head = _TASK_JSON(task, exclude=_RULES_AND_FLAG)
         head = _with_rules(head, self.verdict.active_json)
         return head[:-1] + b',"flag":' + flag_json + b"}"
 
