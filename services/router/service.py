@@ -146,7 +146,8 @@ class FlagRouter:
 
     def _count(self, routed: list[Routing], refused: list[tuple[str, str]]) -> None:
         """Count a batch: each labelled counter once, by how many (a label lookup per flag would
-        cost more than routing it); each stage time observed."""
+        cost more than routing it); each stage time observed. Flags that got the same verdict
+        (one object, from the policy's memo) are counted together."""
         m = self._metrics
         flags: Counter[str] = Counter()
         decisions: Counter[tuple[str, str, str]] = Counter()
@@ -154,29 +155,34 @@ class FlagRouter:
         for topic, reason in refused:
             flags["rejected"] += 1
             m.dlq_messages.labels(topic, reason).inc()
+        by_verdict: dict[int, tuple[Decision, list[int]]] = {}
         routed_seconds: dict[str, list[float]] = {}
         for routing in routed:  # enums are str: their members count as their values
-            decision = routing.decision
-            flags[decision.outcome] += 1
-            criteria: list[str] = [*decision.criteria] or ["none"]
-            for criterion in criteria:
-                decisions[decision.outcome, criterion, "active"] += 1
-            shadow = _with_shadow_rules(decision)
-            if shadow is not None:
-                outcome, shadowed = shadow
-                for criterion in shadowed:
-                    decisions[outcome, criterion, "shadow"] += 1
+            seen = by_verdict.get(id(routing.verdict))
+            if seen is None:
+                by_verdict[id(routing.verdict)] = (routing.decision, [1])
+            else:
+                seen[1][0] += 1
             for task in routing.tasks:
                 tasks[task.destination.kind, task.priority] += 1
                 routed_seconds.setdefault(task.priority, []).append(
                     max((task.routed_at - task.detected_at).total_seconds(), 0.0)
                 )
-        for flag_outcome, n in flags.items():
-            m.router_flags.labels(flag_outcome).inc(n)
-        for (outcome, criterion, mode), n in decisions.items():
-            m.router_decisions.labels(outcome, criterion, mode).inc(n)
-        for (kind, priority), n in tasks.items():
-            m.referral_tasks.labels(kind, priority).inc(n)
+        for decision, (n,) in by_verdict.values():
+            flags[decision.outcome] += n
+            for criterion in [*decision.criteria] or ["none"]:
+                decisions[decision.outcome, criterion, "active"] += n
+            shadow = _with_shadow_rules(decision)
+            if shadow is not None:
+                outcome, shadowed = shadow
+                for criterion in shadowed:
+                    decisions[outcome, criterion, "shadow"] += n
+        for flag_outcome, count in flags.items():
+            m.router_flags.labels(flag_outcome).inc(count)
+        for (outcome, criterion, mode), count in decisions.items():
+            m.router_decisions.labels(outcome, criterion, mode).inc(count)
+        for (kind, priority), count in tasks.items():
+            m.referral_tasks.labels(kind, priority).inc(count)
         for priority, seconds in routed_seconds.items():
             histogram = m.stage_seconds.labels("detected_to_routed", priority)
             for value in seconds:
