@@ -55,7 +55,8 @@ def main() -> None:
         return route(flag, policy=policy, directory=directory, home_force_id="kent", now=now)
 
     def routed_cold() -> Routing:
-        policy.verdicts.clear()  # as if these rules had never fired this way before
+        policy.verdicts.clear()  # as if these rules had never fired this way before,
+        policy.by_traits.clear()  # nor a flag of these traits been seen
         return routed()
 
     def serialised() -> list[bytes]:

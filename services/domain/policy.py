@@ -13,6 +13,7 @@ is (`Fired.contract`).
 """
 
 import itertools
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, NamedTuple, TypeVar
 
-from schemas.flag import AgeBand, ModerationFlag, Signal, SignalCategory, SourceKind
+from schemas.flag import AgeBand, HashMatch, ModerationFlag, Signal, SignalCategory, SourceKind
 from schemas.referral import Criterion, FiredRule, Outcome, Priority
 from services.domain.policy_file import (
     EscalationSpec,
@@ -257,9 +258,29 @@ class Policy:
         init=False, repr=False, compare=False
     )
     """Verdicts made so far, by the rules that fired and danger (see `_verdict`)."""
+    by_traits: "dict[_Traits, Verdict]" = field(init=False, repr=False, compare=False)
+    """Verdicts made so far, by what the rules can tell of the flag (see `traits`)."""
+    _confidence_cuts: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _distance_cuts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _labels: frozenset[str] = field(init=False, repr=False, compare=False)
+    _hash_lists: frozenset[str] = field(init=False, repr=False, compare=False)
+    _countries: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdicts", {})
+        object.__setattr__(self, "by_traits", {})
+        rules = self.rules
+        cuts = {r.min_confidence for r in rules} | {r.max_confidence for r in rules}
+        object.__setattr__(
+            self, "_confidence_cuts", tuple(sorted(c for c in cuts if c is not None))
+        )
+        distances = {r.max_distance for r in rules if r.max_distance is not None}
+        object.__setattr__(self, "_distance_cuts", tuple(sorted(distances)))
+        object.__setattr__(self, "_labels", frozenset().union(*(r.labels or () for r in rules)))
+        lists = frozenset().union(*(r.hash_lists or () for r in rules))
+        object.__setattr__(self, "_hash_lists", lists)
+        countries = frozenset().union(*(r.countries or () for r in rules))
+        object.__setattr__(self, "_countries", countries)
         required = {rule_id for e in self.escalations for line in e.requires for rule_id in line}
         object.__setattr__(self, "escalated_from", frozenset(required))
         candidates = {
@@ -329,7 +350,60 @@ class Verdict(NamedTuple):
         return tuple(rule for rule in self.fired if rule.mode == "active")
 
 
+_Traits = tuple[object, ...]
+
+
+def traits(policy: Policy, flag: ModerationFlag) -> _Traits:
+    """What the policy's rules can tell of `flag`: every value `evaluate_rules` reads, with a
+    confidence as the count of the policy's confidence thresholds at or below it, a hash
+    distance as the count of its distance limits below it, and a label, hash list or country
+    only when some rule names it. Two flags of the same traits get the same verdict (a
+    property test compares `evaluate` with `evaluate_rules` on flags made to share them)."""
+    child = flag.child
+    country = flag.platform.country
+    cuts, labels = policy._confidence_cuts, policy._labels
+    return (
+        flag.source.kind,
+        child.age_band if child is not None else None,
+        country if country in policy._countries else None,
+        tuple(
+            [
+                (
+                    signal.category,
+                    signal.immediate_danger,
+                    bisect_right(cuts, signal.confidence),
+                    signal.label if signal.label in labels else None,
+                    bool(signal.shared_externally),
+                    None if signal.hash_match is None else _hash_traits(policy, signal.hash_match),
+                )
+                for signal in flag.signals
+            ]
+        ),
+    )
+
+
+def _hash_traits(policy: Policy, match: HashMatch) -> tuple[str, str | None, int | None]:
+    return (
+        match.match,
+        match.list if match.list in policy._hash_lists else None,
+        None if match.distance is None else bisect_left(policy._distance_cuts, match.distance),
+    )
+
+
 def evaluate(policy: Policy, flag: ModerationFlag) -> Verdict:
+    """`evaluate_rules`, made once per policy for the flags of the same traits (`traits`): the
+    patterns a platform's traffic repeats cost a lookup. Bounded as `_verdict`'s memo is."""
+    key = traits(policy, flag)
+    memo = policy.by_traits
+    verdict = memo.get(key)
+    if verdict is None:
+        if len(memo) >= VERDICTS_KEPT:
+            memo.clear()
+        verdict = memo[key] = evaluate_rules(policy, flag)
+    return verdict
+
+
+def evaluate_rules(policy: Policy, flag: ModerationFlag) -> Verdict:
     """Evaluate every rule against every signal of `flag` and combine what fired."""
     held: dict[int, list[str]] = {}
     criteria: dict[int, frozenset[Criterion]] = {}
