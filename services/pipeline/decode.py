@@ -167,55 +167,75 @@ _PARSE_REASONS = {
 }
 
 
+def _refusal(
+    raw: bytes,
+    reason: RejectionReason,
+    msg: str,
+    flag_id: UUID | None = None,
+    loc: list[str | int] | None = None,
+) -> Refusal:
+    problem = ValidationProblem(loc=loc or [], type=reason.value, msg=msg)
+    return Refusal(reason, (problem,), len(raw), hashlib.sha256(raw).hexdigest(), flag_id)
+
+
+def _unparsable(raw: bytes, exc: ValueError) -> Refusal:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _refusal(raw, RejectionReason.INVALID_TEXT, "the message is not UTF-8 text")
+    for marker, (reason, said) in _PARSE_REASONS.items():
+        if marker in str(exc):
+            return _refusal(raw, reason, said)
+    return _refusal(raw, RejectionReason.INVALID_JSON, "not a strict JSON document")
+
+
+def _media_refusal(raw: bytes, document: Any, known: frozenset[str], why: str) -> Refusal:
+    where = next((loc for loc, text in _strings(document, known) if embedded_media(text)), [])
+    return _refusal(
+        raw,
+        RejectionReason.EMBEDDED_MEDIA,
+        f"looks like embedded media ({why})",
+        _readable_flag_id(document),
+        where,
+    )
+
+
+def _invalid(raw: bytes, document: Any, known: frozenset[str], exc: ValidationError) -> Refusal:
+    flag_id = _readable_flag_id(document)
+    if _depth(document) > MAX_DEPTH:
+        return _refusal(
+            raw, RejectionReason.TOO_DEEP, f"nests deeper than {MAX_DEPTH} levels", flag_id
+        )
+    problems = _problems(exc, known)
+    return Refusal(
+        RejectionReason.INVALID, problems, len(raw), hashlib.sha256(raw).hexdigest(), flag_id
+    )
+
+
 def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 1) -> M | Refusal:
     """Parse and validate one message value; return the model or a `Refusal` saying why not."""
     raw = raw or b""
     size = len(raw)
-
-    def refuse(
-        reason: RejectionReason,
-        msg: str,
-        flag_id: UUID | None = None,
-        loc: list[str | int] | None = None,
-    ) -> Refusal:
-        problem = ValidationProblem(loc=loc or [], type=reason.value, msg=msg)
-        return Refusal(reason, (problem,), size, hashlib.sha256(raw).hexdigest(), flag_id)
-
     if size > max_bytes:
-        return refuse(RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}")
+        return _refusal(
+            raw, RejectionReason.OVERSIZED, f"message is {size} bytes; the cap is {max_bytes}"
+        )
     try:
         document = jiter.from_json(raw, allow_inf_nan=False, catch_duplicate_keys=True)
     except ValueError as exc:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return refuse(RejectionReason.INVALID_TEXT, "the message is not UTF-8 text")
-        for marker, (reason, said) in _PARSE_REASONS.items():
-            if marker in str(exc):
-                return refuse(reason, said)
-        return refuse(RejectionReason.INVALID_JSON, "not a strict JSON document")
-    known = contract_fields(model)
-
-    def media_refusal(why: str) -> Refusal:
-        where = next((loc for loc, text in _strings(document, known) if embedded_media(text)), [])
-        return refuse(
-            RejectionReason.EMBEDDED_MEDIA,
-            f"looks like embedded media ({why})",
-            _readable_flag_id(document),
-            where,
-        )
-
+        return _unparsable(raw, exc)
     # The whole text, each string on its own, keys included, JSON escapes undone.
     media = media_in_json(raw)
     if media is not None:
-        return media_refusal(media)
+        return _media_refusal(raw, document, contract_fields(model), media)
     if not isinstance(document, dict):
-        return refuse(RejectionReason.INVALID_JSON, "the document is not a JSON object")
+        return _refusal(raw, RejectionReason.INVALID_JSON, "the document is not a JSON object")
     seen = document.get("schema_version")
     if type(seen) is not int or seen != version:
         # Echo an integer version; of anything else only its type, never its text.
         shown = str(seen) if type(seen) is int and abs(seen) < 10**9 else type(seen).__name__
-        return refuse(
+        return _refusal(
+            raw,
             RejectionReason.UNKNOWN_SCHEMA_VERSION,
             f"schema_version {shown} is not supported; expected {version}",
             _readable_flag_id(document),
@@ -224,15 +244,7 @@ def decode(raw: bytes | None, model: type[M], *, max_bytes: int, version: int = 
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        flag_id = _readable_flag_id(document)
-        if _depth(document) > MAX_DEPTH:
-            return refuse(
-                RejectionReason.TOO_DEEP, f"nests deeper than {MAX_DEPTH} levels", flag_id
-            )
-        problems = _problems(exc, known)
-        return Refusal(
-            RejectionReason.INVALID, problems, size, hashlib.sha256(raw).hexdigest(), flag_id
-        )
+        return _invalid(raw, document, contract_fields(model), exc)
 
 
 def flag_id_in(raw: bytes | None) -> UUID | None:

@@ -39,6 +39,8 @@ class Routing:
     verdict: Verdict
     """What the policy said: its rules' JSON (made once per verdict) is spliced into the
     decision's and each task's, instead of serialising them again for every record."""
+    flag_key: bytes
+    """The flag id as text: the decision's message key."""
 
     def decision_json(self) -> bytes:
         """`decision.model_dump_json()`, byte for byte (a test compares them)."""
@@ -206,4 +208,4 @@ def route(
         )
         for task in planned
     )
-    return Routing(decision, tasks, verdict)
+    return Routing(decision, tasks, verdict, flag_id.encode())

@@ -108,6 +108,7 @@ class FlagRouter:
 
     async def __call__(self, records: Sequence[Record]) -> None:
         s = self._settings
+        decisions, referrals = s.topic_decisions, s.topic_referrals
         messages: list[tuple[str, bytes | None, bytes]] = []
         routed: list[Routing] = []
         refused: list[tuple[str, str]] = []
@@ -121,12 +122,10 @@ class FlagRouter:
                 refused.append((record.topic, result.reason.value))
                 continue
             routing = result
-            flag_key = str(routing.decision.flag_id).encode()
-            messages.append((s.topic_decisions, flag_key, routing.decision_json()))
-            messages.extend(
-                (s.topic_referrals, task.case_key.encode(), routing.task_json(task, record.value))
-                for task in routing.tasks
-            )
+            messages.append((decisions, routing.flag_key, routing.decision_json()))
+            for task in routing.tasks:
+                value = routing.task_json(task, record.value)
+                messages.append((referrals, task.case_key.encode(), value))
             routed.append(routing)
         await produce_all(self._producer, messages)
         self._count(routed, refused)
@@ -170,17 +169,18 @@ class FlagRouter:
                 )
         for decision, (n,) in by_verdict.values():
             flags[decision.outcome] += n
-            for criterion in [*decision.criteria] or ["none"]:
-                decisions[decision.outcome, criterion, "active"] += n
+            established: list[str] = [*decision.criteria] or ["none"]
+            for name in established:
+                decisions[decision.outcome, name, "active"] += n
             shadow = _with_shadow_rules(decision)
             if shadow is not None:
                 outcome, shadowed = shadow
-                for criterion in shadowed:
-                    decisions[outcome, criterion, "shadow"] += n
+                for name in shadowed:
+                    decisions[outcome, name, "shadow"] += n
         for flag_outcome, count in flags.items():
             m.router_flags.labels(flag_outcome).inc(count)
-        for (outcome, criterion, mode), count in decisions.items():
-            m.router_decisions.labels(outcome, criterion, mode).inc(count)
+        for (outcome, name, mode), count in decisions.items():
+            m.router_decisions.labels(outcome, name, mode).inc(count)
         for (kind, priority), count in tasks.items():
             m.referral_tasks.labels(kind, priority).inc(count)
         for priority, seconds in routed_seconds.items():
