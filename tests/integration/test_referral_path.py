@@ -390,9 +390,28 @@ async def test_a_second_worker_joining_mid_stream_loses_nothing_and_adds_no_vers
 ) -> None:
     tasks = p0_tasks(1200)
     await produce_tasks(settings, tasks)
-    # Small batches, and a first worker slowed a little, so the second joins mid-stream.
+    # Small batches, and a first worker that waits after each batch until the second has joined
+    # the group and holds partitions: the second joins mid-stream, however fast the first is.
     settings = settings.model_copy(update={"batch_max_records": 20})
     first_metrics, second_metrics = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+
+    batches = 0
+
+    async def until_the_second_holds_partitions() -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 1:  # the first batch goes on to be committed: the second waits for that
+            return
+
+        async def holds() -> bool:
+            owned = _sample(
+                second_metrics,
+                "csae_consumer_assigned_partitions",
+                {"group": settings.referral_group},
+            )
+            return bool(owned)
+
+        await until(holds, "the second worker holds partitions")
 
     async def join_midway_then_finish() -> None:
         async def started() -> bool:
@@ -411,7 +430,13 @@ async def test_a_second_worker_joining_mid_stream_loses_nothing_and_adds_no_vers
 
         await run_worker_until(settings, sessions, second_metrics, all_committed)
 
-    await run_worker_until(settings, sessions, first_metrics, join_midway_then_finish, pause=0.05)
+    await run_worker_until(
+        settings,
+        sessions,
+        first_metrics,
+        join_midway_then_finish,
+        hold=until_the_second_holds_partitions,
+    )
     assert _written(first_metrics) > 0
     assert _written(second_metrics) > 0, "the second worker took partitions mid-stream"
 

@@ -25,17 +25,18 @@ def recorder(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     metrics: Metrics,
-    pause: float = 0.0,
+    hold: Callable[[], Awaitable[None]] | None = None,
 ) -> Callable[[AIOKafkaProducer], BatchHandler]:
-    """The worker's handler; with `pause`, one that takes that long longer over each batch."""
+    """The worker's handler; with `hold`, one that awaits it after storing each batch."""
 
-    class Slowed(TaskRecorder):
+    class Held(TaskRecorder):
         async def __call__(self, records: Sequence[Record]) -> None:
             await super().__call__(records)
-            await asyncio.sleep(pause)
+            if hold is not None:
+                await hold()
 
     def build(producer: AIOKafkaProducer) -> BatchHandler:
-        kind = Slowed if pause else TaskRecorder
+        kind = Held if hold else TaskRecorder
         return kind(producer, sessions=sessions, settings=settings, metrics=metrics)
 
     return build
@@ -46,7 +47,7 @@ async def run_worker_until(
     sessions: async_sessionmaker[AsyncSession],
     metrics: Metrics,
     done: Callable[[], Awaitable[None]],
-    pause: float = 0.0,
+    hold: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     stop = asyncio.Event()
     running = asyncio.create_task(
@@ -55,7 +56,7 @@ async def run_worker_until(
             group=settings.referral_group,
             topics=[settings.topic_referrals, settings.topic_decisions],
             metrics=metrics,
-            build_handler=recorder(settings, sessions, metrics, pause),
+            build_handler=recorder(settings, sessions, metrics, hold),
             stop=stop,
         )
     )
