@@ -56,7 +56,7 @@ from services.referral.exceptions import (
     http_status,
 )
 from services.referral.key_uses import KeyUses
-from services.referral.keys import HOLDER_CHARS, Keyring, Role
+from services.referral.keys import Keyring, Role, audit_actor
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Breaker, Case
 from services.referral.packets import Reporter
@@ -287,8 +287,7 @@ class Caller:
     @property
     def audit_actor(self) -> str:
         """The key and, when it has one, its holder label: the audit trail's actor."""
-        label = "".join(c for c in self.holder or "" if c.isprintable())[:HOLDER_CHARS]
-        return f"{self.actor} ({label})" if label else self.actor
+        return audit_actor(self.actor, self.holder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,13 @@ HOLDER_CHARS = 64
 """The longest holder label a new key takes (the audit trail's actor carries it whole)."""
 
 
+def audit_actor(actor: str, holder: str | None) -> str:
+    """`actor` (`<role>:<key id>`) and, when the key has one, its holder label: the audit
+    trail's actor. Never the logs' or the case history's, which name the key alone."""
+    label = "".join(c for c in holder or "" if c.isprintable())[:HOLDER_CHARS]
+    return f"{actor} ({label})" if label else actor
+
+
 class Role(StrEnum):
     VIEWER = "viewer"
     INVESTIGATOR = "investigator"

@@ -25,7 +25,7 @@ from services.referral.console.sessions import COOKIE, token_hash
 from services.referral.console.views import QUEUE_PAGE
 from services.referral.enums import CaseStatus
 from services.referral.keys import Role, create_key, key_hash, revoke_key
-from services.referral.models import AuditRecord, ConsoleSession
+from services.referral.models import AuditRecord, CaseTransition, ConsoleSession
 from tests.factories import make_flag, signal
 from tests.infra import isolated_settings
 from tests.integration.test_cases_store import NOW, PACKETS, routed
@@ -54,11 +54,13 @@ class Console:
 
 
 @asynccontextmanager
-async def _serve(database_url: str, tmp_path: Path, base: str) -> AsyncIterator[Console]:
-    """An API process (in this one) with an investigator and a viewer key, on a clock the test
-    sets; its console reached at `base`."""
+async def _serve(
+    database_url: str, tmp_path: Path, base: str, holder: str | None = None
+) -> AsyncIterator[Console]:
+    """An API process (in this one) with an investigator key (held by `holder`) and a viewer
+    key, on a clock the test sets; its console reached at `base`."""
     keys = tmp_path / "keys"
-    investigator = create_key(keys, Role.INVESTIGATOR)
+    investigator = create_key(keys, Role.INVESTIGATOR, holder=holder)
     viewer = create_key(keys, Role.VIEWER)
     now = [datetime.now(UTC)]
     settings = isolated_settings(database_url, api_keys_file=keys, console_idle_seconds=600)
@@ -428,6 +430,31 @@ async def test_every_page_view_and_move_is_on_the_audit_trail(
     async with sessions() as session:
         verified = await audit.verify_stored(session=session)
     assert verified.broken is None
+
+
+async def test_the_audit_trail_names_the_console_key_and_its_holder_the_history_the_key(
+    database_url: str, tmp_path: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await _case(sessions)
+    async with _serve(database_url, tmp_path, "http://console", holder="Desk 9") as console:
+        await console.sign_in(console.investigator)
+        page = await console.client.get(f"/console/cases/{case_id}")
+        moved = await console.client.post(
+            f"/console/cases/{case_id}/transitions",
+            data=_form(page.text, "submitted") | {"external_reference": "KNT-2026-78"},
+        )
+        assert moved.status_code == 303
+    key = f"investigator:{key_hash(console.investigator)[:12]}"
+    entries = await _entries(sessions, lambda a: a.actor == f"{key} (Desk 9)")
+    assert {"console.sign_in", "case.read", "case.transition"} <= {e.action for e in entries}
+    async with sessions() as session:
+        history = set(
+            await session.scalars(
+                select(CaseTransition.actor).where(CaseTransition.case_id == case_id)
+            )
+        )
+    assert key in history  # the move, by the key alone: the holder is for the audit only
+    assert not [actor for actor in history if "Desk 9" in actor]
 
 
 async def test_pages_are_served_under_a_strict_policy_with_no_inline_code(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.referral.keys import KEY_ID_CHARS, ApiKey, Keyring, Role
+from services.referral.keys import KEY_ID_CHARS, ApiKey, Keyring, Role, audit_actor
 from services.referral.models import ConsoleSession
 
 COOKIE = "csae_console"
@@ -50,11 +50,18 @@ class Signed:
     role: Role
     key_id: str
     token: str
+    holder: str | None = None
+    """The key's holder label (`csae keys create --holder`): on the audit trail only."""
 
     @property
     def actor(self) -> str:
-        """As the API names a caller: `<role>:<key id>`."""
+        """As the API names a caller: `<role>:<key id>` (the case history and the logs)."""
         return f"{self.role.value}:{self.key_id}"
+
+    @property
+    def audit_actor(self) -> str:
+        """As the API's audit entries name a caller: the key and its holder label."""
+        return audit_actor(self.actor, self.holder)
 
     @property
     def csrf(self) -> str:
@@ -111,7 +118,7 @@ async def find(
             .where(ConsoleSession.token_hash == hashed)
             .values(last_seen_at=now)
         )
-    return Signed(role=key.role, key_id=key.hash[:KEY_ID_CHARS], token=token)
+    return Signed(role=key.role, key_id=key.hash[:KEY_ID_CHARS], token=token, holder=key.holder)
 
 
 async def end(*, session: AsyncSession, token: str) -> None:

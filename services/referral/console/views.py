@@ -41,7 +41,7 @@ from services.referral.exceptions import (
     ReferralError,
     Unauthenticated,
 )
-from services.referral.keys import Keyring, Role
+from services.referral.keys import Keyring, Role, audit_actor
 from services.referral.lifecycle import PERSON_TRANSITIONS
 from services.referral.models import Case, Task
 from services.referral.packet_text import render_text
@@ -302,8 +302,8 @@ def console(wiring: Wiring) -> APIRouter:
             )
             _cookie(refused, request, sessions.SIGN_IN_COOKIE, token, max_age=3600)
             return refused
-        actor = f"{key.role.value}:{key.key_id}"
-        async with trail(s, request, actor, "console.sign_in", route):
+        actor = f"{key.role.value}:{key.key_id}"  # the logs' (the audit's carries the holder)
+        async with trail(s, request, audit_actor(actor, key.holder), "console.sign_in", route):
             await sessions.prune(session=s, now=now, idle=wiring.idle, lifetime=wiring.lifetime)
             token = await sessions.start(session=s, key=key, now=now)
         response = RedirectResponse(f"{PREFIX}/queue", status_code=303)
@@ -319,8 +319,8 @@ def console(wiring: Wiring) -> APIRouter:
         form = await _form(request)
         route = f"POST {PREFIX}/sign-out"
         if not sessions.same(form.get("csrf"), who.csrf):
-            return await refused_csrf(s, request, who.actor, route, who)
-        async with trail(s, request, who.actor, "console.sign_out", route):
+            return await refused_csrf(s, request, who.audit_actor, route, who)
+        async with trail(s, request, who.audit_actor, "console.sign_out", route):
             await sessions.end(session=s, token=who.token)
         response = RedirectResponse(f"{PREFIX}/sign-in?ended=out", status_code=303)
         _forget(response, request, sessions.COOKIE)
@@ -364,7 +364,7 @@ def console(wiring: Wiring) -> APIRouter:
             "force": force,
         }
         rows: list[Any] = []
-        async with trail(s, request, who.actor, "cases.list", route) as facts:
+        async with trail(s, request, who.audit_actor, "cases.list", route) as facts:
             facts |= {k: v for k, v in filters.items() if v is not None}
             facts["paged"] = after is not None
             if errors:
@@ -494,7 +494,9 @@ def console(wiring: Wiring) -> APIRouter:
     ) -> HTMLResponse:
         route = f"GET {PREFIX}/cases/{{case_id}}"
         try:
-            async with trail(s, request, who.actor, "case.read", route, case_id=case_id) as facts:
+            async with trail(
+                s, request, who.audit_actor, "case.read", route, case_id=case_id
+            ) as facts:
                 if who.role is Role.VIEWER:
                     raise Forbidden("the viewer role sees lists only")
                 case = await queries.get_case(session=s, case_id=case_id)
@@ -541,7 +543,13 @@ def console(wiring: Wiring) -> APIRouter:
         held = version if 1 <= version <= 2**31 - 1 else None
         try:
             async with trail(
-                s, request, who.actor, "packet.read", route, case_id=case_id, packet_version=held
+                s,
+                request,
+                who.audit_actor,
+                "packet.read",
+                route,
+                case_id=case_id,
+                packet_version=held,
             ) as facts:
                 facts["format"] = "print"
                 if who.role is Role.VIEWER:
@@ -578,7 +586,7 @@ def console(wiring: Wiring) -> APIRouter:
         form = await _form(request)
         route = f"POST {PREFIX}/cases/{{case_id}}/transitions"
         if not sessions.same(form.get("csrf"), who.csrf):
-            return await refused_csrf(s, request, who.actor, route, who)
+            return await refused_csrf(s, request, who.audit_actor, route, who)
         entered = {k: v for k, v in form.items() if k != "csrf"}
         fields: dict[str, Any] = {
             k: v.strip() for k, v in entered.items() if k in _MOVE_FIELDS and v.strip()
@@ -597,7 +605,7 @@ def console(wiring: Wiring) -> APIRouter:
             async with trail(
                 s,
                 request,
-                who.actor,
+                who.audit_actor,
                 "case.transition",
                 route,
                 case_id=case_id,
