@@ -914,10 +914,29 @@ class _Guard:
                 _UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             ), receive
         scope["csae.caller"] = who
-        needed = self._needed(scope)
+        needed, template = self._needed(scope)
         if needed is not None and who.role not in needed:
+            await self._refused(scope, who, f"{scope['method']} {template}")
             return _problem(403, f"the {who.role.value} role may not use this route"), receive
         return await _bounded(scope, receive)
+
+    async def _refused(self, scope: Scope, who: Caller, route: str) -> None:
+        """A key asked for a route its role may not use: on the audit trail (`access.refused`,
+        outcome 403; the route's template, never the path). Answered 403 even when the entry
+        cannot be written, which is logged by error type: a refusal serves nothing."""
+        request_id = scope.get("csae.request_id")
+        entry = audit.Entry(
+            actor=who.audit_actor,
+            action="access.refused",
+            outcome="403",
+            route=route,
+            request_id=request_id if isinstance(request_id, str) else None,
+        )
+        try:
+            async with scope["app"].state.reads() as s:
+                await audit.record(session=s, entry=entry, now=self.clock())
+        except Exception as exc:  # the database down: the refusal stands, said in the log
+            log.error("a refusal was not audited", extra={"error": type(exc).__name__})
 
     def _caller(self, scope: Scope) -> Caller | None:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
@@ -931,8 +950,9 @@ class _Guard:
         self.uses.seen(found.key_id, now)
         return Caller(found.role, found.key_id, found.holder)
 
-    def _needed(self, scope: Scope) -> frozenset[Role] | None:
-        """The roles the matching route allows; empty (deny) for a route that names none."""
+    def _needed(self, scope: Scope) -> tuple[frozenset[Role] | None, str]:
+        """The roles the matching route allows (empty, deny, for a route that names none) and
+        its path template."""
         for route in self.routes():
             if not isinstance(route, APIRoute):
                 continue
@@ -940,9 +960,9 @@ class _Guard:
             if match is Match.FULL:
                 for dependency in route.dependencies:
                     if dependency.dependency in self.roles:
-                        return self.roles[dependency.dependency]
-                return frozenset()
-        return None  # no such route: the router answers 404 or 405
+                        return self.roles[dependency.dependency], route.path
+                return frozenset(), route.path
+        return None, "unmatched"  # no such route: the router answers 404 or 405
 
 
 async def _bounded(scope: Scope, receive: Receive) -> tuple[ASGIApp | None, Receive]:

@@ -131,6 +131,26 @@ async def test_reads_and_a_move_are_recorded_with_the_key_and_ids_never_contents
     assert (await verified(own_sessions)).broken is None
 
 
+async def test_a_route_refused_to_a_key_s_role_is_recorded_without_its_path(
+    api: Api, own_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = uuid4()
+    refused = await api.client.get(f"/v1/cases/{case_id}", headers=api.viewer)
+    assert refused.status_code == 403
+    unknown = await api.client.get(f"/v1/cases/{case_id}", headers={"Authorization": "Bearer x"})
+    assert unknown.status_code == 401  # no key: nothing to name, and not a flood to chain
+    (entry,) = await entries(own_sessions)
+    assert (entry.action, entry.outcome, entry.route) == (
+        "access.refused",
+        "403",
+        "GET /v1/cases/{case_id}",  # the template: the path holds the case id asked for
+    )
+    assert entry.actor.startswith("viewer:")
+    assert entry.request_id == refused.headers["x-request-id"]
+    assert str(case_id) not in json.dumps(audit.exported(entry))
+    assert (await verified(own_sessions)).broken is None
+
+
 async def test_a_move_whose_audit_entry_fails_is_not_made(
     api: Api, own_sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
