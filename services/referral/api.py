@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -133,6 +134,15 @@ class TransitionView(BaseModel):
     packet_version: int | None
 
 
+class _Move(TransitionView):
+    """A move as the case read has it: with its id, which says where earlier moves begin."""
+
+    transition_id: int
+
+
+_MOVES = TypeAdapter(list[_Move])
+
+
 class ReceiptView(BaseModel):
     """What was sent for the case: the version and rendering, the sha256 of its bytes as this
     API serves them (`X-Packet-SHA256`), when, by whom, and the reference that came back."""
@@ -148,6 +158,9 @@ class ReceiptView(BaseModel):
     sent_at: datetime
     actor: str
     external_reference: str
+
+
+_RECEIPTS = TypeAdapter(list[ReceiptView])
 
 
 class CaseDetail(CaseSummary):
@@ -595,8 +608,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
         """The detail of a case as read (with one move past `limit`, if there is one)."""
         case = found.case
         summary = {name: getattr(case, name) for name in CaseSummary.model_fields}  # validated once
-        history = found.transitions
-        earlier = history[1]["transition_id"] if len(history) > limit else None
+        history = _MOVES.validate_json(found.transitions)  # the database's JSON, parsed once
+        earlier = history[1].transition_id if len(history) > limit else None
         history = history[-limit:]
         following = flags_offset + limit
         return CaseDetail(
@@ -607,13 +620,13 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> 
             flag_ids=found.flag_ids,
             packet_versions=list(range(1, case.packet_version + 1)),
             allowed_transitions=list(PERSON_TRANSITIONS[case.status]),
-            transitions=[TransitionView.model_validate(t) for t in history],
+            transitions=list[TransitionView](history),  # served as TransitionView: no id
             transitions_total=found.moves,
             transitions_before=earlier,
             flags_total=case.flag_count,
             flags_offset=following if following < found.tasks else None,
             guidance=NSPCC_GUIDANCE if case.status is CaseStatus.REVIEW else None,
-            receipts=[ReceiptView.model_validate(r) for r in found.receipts],
+            receipts=_RECEIPTS.validate_json(found.receipts),
         )
 
     @app.post(

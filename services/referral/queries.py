@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Row, Select, Uuid, bindparam, func, select, tuple_
+from sqlalchemy import JSON, Row, Select, Text, Uuid, bindparam, cast, func, select, tuple_
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -32,13 +32,14 @@ class CaseRead:
     """How many moves the case has."""
     tasks: int
     """How many tasks the case has."""
-    transitions: list[dict[str, Any]]
+    transitions: str
     """Its latest moves (at most the limit asked plus one, to tell whether earlier ones
-    exist), oldest first, as plain values (`at` in ISO 8601, UTC)."""
+    exist), oldest first, as a JSON array (`at` in ISO 8601, UTC): validated from the
+    database's text by pydantic at once, not parsed into Python first."""
     flag_ids: list[UUID]
     """The flags of its latest tasks, oldest first, each once."""
-    receipts: list[dict[str, Any]]
-    """Its latest delivery receipts (at most the moves' limit), oldest first, as plain values
+    receipts: str
+    """Its latest delivery receipts (at most the moves' limit), oldest first, as a JSON array
     (`sent_at` in ISO 8601, UTC)."""
 
 
@@ -69,7 +70,7 @@ def _latest_moves() -> Any:
         "packet_version", rows.c.packet_version,
     )  # fmt: skip
     moves = func.json_agg(aggregate_order_by(move, rows.c.transition_id), type_=JSON)
-    return select(func.coalesce(moves, func.json_build_array())).scalar_subquery()
+    return select(cast(func.coalesce(moves, func.json_build_array()), Text)).scalar_subquery()
 
 
 def _latest_flags() -> Any:
@@ -112,7 +113,7 @@ def _latest_receipts() -> Any:
     receipts = func.json_agg(
         aggregate_order_by(receipt, rows.c.sent_at, rows.c.receipt_id.desc()), type_=JSON
     )
-    return select(func.coalesce(receipts, func.json_build_array())).scalar_subquery()
+    return select(cast(func.coalesce(receipts, func.json_build_array()), Text)).scalar_subquery()
 
 
 _CASE_READ = select(
@@ -183,9 +184,9 @@ async def read_case(
         case,
         int(move_count),
         int(task_count),
-        list(transitions),
+        transitions,
         list(dict.fromkeys(flag_ids or ())),
-        list(receipts),
+        receipts,
     )
 
 
