@@ -156,9 +156,6 @@ _ALREADY_GROWN = 37
 """INVALID_PARTITIONS: the topic already has that many partitions (another process grew it)."""
 
 
-_COMPRESSION = {"none": None, "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
-
-
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     """A producer whose acknowledged sends are durable: acks=all, idempotent, ordered."""
     return AIOKafkaProducer(
@@ -167,7 +164,9 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
         enable_idempotence=True,
         linger_ms=5,
         request_timeout_ms=30_000,
-        compression_type=_COMPRESSION[settings.kafka_compression],
+        compression_type=None
+        if settings.kafka_compression == "none"
+        else settings.kafka_compression,
         max_batch_size=settings.kafka_max_batch_bytes,
     )
 

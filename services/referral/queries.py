@@ -49,6 +49,12 @@ _LAST_MOVE = 2**63 - 1
 """`moves_before` when none is given: past every move."""
 
 
+def _json_array(aggregated: Any) -> Any:
+    """A `json_agg` as JSON text, `[]` when it aggregated nothing: validated by pydantic
+    straight from the text, never parsed into Python first."""
+    return select(cast(func.coalesce(aggregated, func.json_build_array()), Text)).scalar_subquery()
+
+
 def _latest_moves() -> Any:
     """The latest `:moves_limit` moves before `:moves_before`, as one JSON array, oldest first."""
     t = CaseTransition
@@ -69,8 +75,7 @@ def _latest_moves() -> Any:
         "note", rows.c.note,
         "packet_version", rows.c.packet_version,
     )  # fmt: skip
-    moves = func.json_agg(aggregate_order_by(move, rows.c.transition_id), type_=JSON)
-    return select(cast(func.coalesce(moves, func.json_build_array()), Text)).scalar_subquery()
+    return _json_array(func.json_agg(aggregate_order_by(move, rows.c.transition_id), type_=JSON))
 
 
 def _latest_flags() -> Any:
@@ -110,10 +115,11 @@ def _latest_receipts() -> Any:
         "actor", rows.c.actor,
         "external_reference", rows.c.external_reference,
     )  # fmt: skip
-    receipts = func.json_agg(
-        aggregate_order_by(receipt, rows.c.sent_at, rows.c.receipt_id.desc()), type_=JSON
+    return _json_array(
+        func.json_agg(
+            aggregate_order_by(receipt, rows.c.sent_at, rows.c.receipt_id.desc()), type_=JSON
+        )
     )
-    return select(cast(func.coalesce(receipts, func.json_build_array()), Text)).scalar_subquery()
 
 
 _CASE_READ = select(

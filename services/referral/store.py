@@ -236,11 +236,13 @@ async def _apply_all(
     deadlines: Mapping[Priority, Deadlines],
     escalator: Escalator | None,
     holding: frozenset[Source],
-    moves: list[audit.Entry],
+    audited: list[audit.Entry],
 ) -> list[AppliedTask]:
-    applied, follow = await _apply_round(session, tasks, now, deadlines, escalator, holding, moves)
+    applied, follow = await _apply_round(
+        session, tasks, now, deadlines, escalator, holding, audited
+    )
     if follow:
-        applied += await _apply_all(session, follow, now, deadlines, escalator, holding, moves)
+        applied += await _apply_all(session, follow, now, deadlines, escalator, holding, audited)
     return applied
 
 

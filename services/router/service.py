@@ -154,20 +154,19 @@ class FlagRouter:
         for topic, reason in refused:
             flags["rejected"] += 1
             m.dlq_messages.labels(topic, reason).inc()
-        by_verdict: dict[int, tuple[Decision, list[int]]] = {}
+        by_verdict: Counter[int] = Counter()
+        shown: dict[int, Decision] = {}  # a decision of each verdict: what its flags got
         routed_seconds: dict[str, list[float]] = {}
         for routing in routed:  # enums are str: their members count as their values
-            seen = by_verdict.get(id(routing.verdict))
-            if seen is None:
-                by_verdict[id(routing.verdict)] = (routing.decision, [1])
-            else:
-                seen[1][0] += 1
+            by_verdict[id(routing.verdict)] += 1
+            shown.setdefault(id(routing.verdict), routing.decision)
             for task in routing.tasks:
                 tasks[task.destination.kind, task.priority] += 1
                 routed_seconds.setdefault(task.priority, []).append(
                     max((task.routed_at - task.detected_at).total_seconds(), 0.0)
                 )
-        for decision, (n,) in by_verdict.values():
+        for verdict, n in by_verdict.items():
+            decision = shown[verdict]
             flags[decision.outcome] += n
             established: list[str] = [*decision.criteria] or ["none"]
             for name in established:

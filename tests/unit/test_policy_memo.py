@@ -9,10 +9,10 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from schemas.flag import AgeBand, ModerationFlag, SignalCategory, SourceKind
-from schemas.referral import Criterion, Priority
 from services.domain.policy import Policy, default_policy, evaluate, evaluate_rules, traits
 from tests.factories import flag_document, signal
 from tests.policies import policy_with
+from tests.unit.test_policy_properties import rule_outcomes
 
 CUTS = [0.3, 0.5, 0.7, 0.8, 0.9]
 CONFIDENCES = sorted({0.0, 1.0, *CUTS, *(c - 1e-9 for c in CUTS), *(c + 1e-9 for c in CUTS)})
@@ -56,18 +56,7 @@ rules = st.fixed_dictionaries(
     {
         "mode": st.sampled_from(["active", "shadow"]),
         "when": conditions(),
-        "then": st.fixed_dictionaries(
-            {
-                "outcome": st.sampled_from(["refer", "review"]),
-                "priority": st.sampled_from([p.value for p in Priority]),
-                "criteria": st.lists(
-                    st.sampled_from([c.value for c in Criterion]),
-                    min_size=1,
-                    max_size=2,
-                    unique=True,
-                ),
-            }
-        ),
+        "then": rule_outcomes,
     }
 )
 

@@ -268,6 +268,17 @@ def test_the_order_of_signals_does_not_change_the_decision(
     assert _outcome(_route(again)) == _outcome(_route(flag))
 
 
+rule_outcomes = st.fixed_dictionaries(
+    {
+        "outcome": st.sampled_from(["refer", "review"]),
+        "priority": st.sampled_from([p.value for p in Priority]),
+        "criteria": st.lists(
+            st.sampled_from([c.value for c in Criterion]), min_size=1, max_size=2, unique=True
+        ),
+    }
+)
+"""What a generated rule does when it fires (its `then`)."""
+
 # Policies a person could write: the default one with a few more rules, active or shadow, of any
 # shape the policy file accepts.
 generated_rules = st.fixed_dictionaries(
@@ -298,18 +309,7 @@ generated_rules = st.fixed_dictionaries(
                 ),
             },
         ),
-        "then": st.fixed_dictionaries(
-            {
-                "outcome": st.sampled_from(["refer", "review"]),
-                "priority": st.sampled_from([p.value for p in Priority]),
-                "criteria": st.lists(
-                    st.sampled_from([c.value for c in Criterion]),
-                    min_size=1,
-                    max_size=2,
-                    unique=True,
-                ),
-            }
-        ),
+        "then": rule_outcomes,
     }
 )
 
